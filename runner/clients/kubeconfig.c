@@ -6,6 +6,7 @@
 #include "clients/kubeconfig.h"
 #include "base/base64.h"
 #include "base/buf.h"
+#include "base/fs.h"
 #include "base/time.h"
 #include "base/yaml.h"
 
@@ -27,24 +28,11 @@ struct merged {
 
 static int read_file(const char *path, struct co_buf *out, struct co_error *err)
 {
-	char chunk[8192];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc = co_fs_read(path, CO_KUBECONFIG_MAX_BYTES, out, err);
 
-	if (fd < 0)
-		return co_error_set(err, -errno, "kubeconfig '%s': %s", path, strerror(errno));
-	while ((n = read(fd, chunk, sizeof(chunk))) > 0) {
-		if (out->len + (size_t)n > CO_KUBECONFIG_MAX_BYTES) {
-			close(fd);
-			return co_error_set(err, -E2BIG, "kubeconfig '%s': larger than %d bytes",
-					    path, CO_KUBECONFIG_MAX_BYTES);
-		}
-		co_buf_append(out, chunk, (size_t)n);
-	}
-	close(fd);
-	if (n < 0)
-		return co_error_set(err, -errno, "kubeconfig '%s': %s", path, strerror(errno));
-	return 0;
+	if (rc < 0)
+		co_error_prefix(err, "kubeconfig");
+	return rc;
 }
 
 /* Merge one document's named list (clusters/users/contexts) into map. */
