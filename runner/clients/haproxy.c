@@ -981,6 +981,9 @@ int co_haproxy_csv_parse(struct co_haproxy_csv **ret, const char *text, size_t l
 	next = strchr(line, '\n');
 	if (next)
 		*next++ = '\0';
+	n = strlen(line);
+	if (n > 0 && line[n - 1] == '\r')
+		line[n - 1] = '\0';
 	tmp = co_calloc(MAX_CSV_COLUMNS, sizeof(char *));
 	n = split_line(line, tmp, MAX_CSV_COLUMNS);
 	if (n > MAX_CSV_COLUMNS) {
