@@ -242,8 +242,14 @@ static void conn_fail(struct conn *c, enum co_loadgen_error_kind kind, int backo
 		}
 	} else if (kind == CO_LOADGEN_ERR_CONNECT &&
 		   uv_hrtime() >= w->lg->measure_start) {
-		w->r.errors[kind]++;
-		w->r.errors_total++;
+		/* as in hey, a request that could not connect is a failed request and
+		 * uses up one of the count, so a dead server cannot stall count mode */
+		if (w->lg->duration_ms || w->issued < w->quota) {
+			if (!w->lg->duration_ms)
+				w->issued++;
+			w->r.errors[kind]++;
+			w->r.errors_total++;
+		}
 	}
 	conn_reset(c, backoff);
 	check_done(w);
