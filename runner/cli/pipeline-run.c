@@ -1,0 +1,303 @@
+/*
+ * The command-line pipeline runner, see pipeline-run.h.
+ *
+ * Everything happens on one loop: the pipeline, its clients and two signal handles.
+ * Progress lines come from the engine's progress callback; on a TTY one line is
+ * redrawn in place (stage n/N, state, elapsed, what it waits for), otherwise each
+ * change is a JSON line on stdout for supervisors and tests. Teardown is ordered so
+ * that uv_loop_close() finds nothing open: pipeline, provider, then the HTTP client
+ * (asynchronous close), then the signal handles.
+ */
+#include "cli/pipeline-run.h"
+#include "base/log.h"
+#include "base/time.h"
+#include "cli/cli.h"
+#include "engine/pipeline.h"
+#include "net/http-client.h"
+#include "providers/provider.h"
+#include "providers/registry.h"
+#include "stages/registry.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+struct runner {
+	uv_loop_t *loop;
+	struct co_pipeline *p;
+	struct co_http_client *http;
+	struct co_provider *provider;
+	struct co_registry *registry;
+	uv_signal_t sigint, sigterm;
+	int signal;               /* first signal received, 0 if none */
+	bool done;
+	bool tty;
+	size_t line_len;          /* TTY: length of the line drawn last */
+	char last[768];           /* last progress line, to skip repeats */
+	struct co_pipeline_result res;
+	char failed_stage[64];
+};
+
+const char *co_cli_state_dir(const char *opt)
+{
+	const char *env = getenv("CUTOVER_STATE_DIR");
+
+	if (opt && *opt)
+		return opt;
+	return env && *env ? env : "./.cutover";
+}
+
+char *co_cli_missing_stages(void)
+{
+	size_t first = co_stages_runnable_count();
+	char buf[512];
+	size_t n = 0;
+
+	if (first >= CO_STAGE_COUNT)
+		return NULL;
+	n += (size_t)snprintf(buf + n, sizeof(buf) - n, "stages %u-%u (",
+			      co_stage_slots[first].number,
+			      co_stage_slots[CO_STAGE_COUNT - 1].number);
+	for (size_t i = first; i < CO_STAGE_COUNT && n < sizeof(buf); i++)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", i > first ? ", " : "",
+				      co_stage_slots[i].name);
+	if (n < sizeof(buf))
+		snprintf(buf + n, sizeof(buf) - n, ") are not part of this build");
+	return co_strdup(buf);
+}
+
+static void progress_cb(const struct co_pipeline_progress *pr, void *data)
+{
+	struct runner *r = data;
+	char line[768];
+	char el[32], sel[32];
+
+	if (!pr->stage)
+		return;
+	co_time_format_duration((int64_t)(pr->elapsed_ms / 1000 * 1000), el, sizeof(el));
+	co_time_format_duration((int64_t)(pr->stage_elapsed_ms / 1000 * 1000), sel, sizeof(sel));
+	if (r->tty) {
+		int n = snprintf(line, sizeof(line), "[%u/%u] %s: %s %s (total %s)%s%s",
+				 pr->index, pr->count, pr->stage, pr->state ? pr->state : "", sel,
+				 el, pr->waiting && *pr->waiting ? " - waiting for " : "",
+				 pr->waiting ? pr->waiting : "");
+
+		if (n < 0)
+			return;
+		if ((size_t)n > 160) {
+			line[157] = line[158] = line[159] = '.';
+			line[160] = '\0';
+			n = 160;
+		}
+		fprintf(stderr, "\r%s", line);
+		for (size_t i = (size_t)n; i < r->line_len; i++)
+			fputc(' ', stderr);
+		r->line_len = (size_t)n;
+		fflush(stderr);
+		return;
+	} else {
+		json_t *j = json_pack("{s:s, s:i, s:i, s:s, s:s, s:s}", "event", "progress",
+				      "index", (int)pr->index, "count", (int)pr->count, "stage",
+				      pr->stage, "state", pr->state ? pr->state : "", "waiting",
+				      pr->waiting ? pr->waiting : "");
+		char *s = json_dumps(j, JSON_COMPACT);
+
+		json_decref(j);
+		if (s && strcmp(s, r->last) != 0) {
+			snprintf(r->last, sizeof(r->last), "%s", s);
+			json_t *full = json_loads(s, 0, NULL);
+
+			json_object_set_new(full, "elapsedMs", json_integer((json_int_t)pr->elapsed_ms));
+			free(s);
+			s = json_dumps(full, JSON_COMPACT);
+			json_decref(full);
+			printf("%s\n", s);
+			fflush(stdout);
+		}
+		free(s);
+	}
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+	struct runner *r = h->data;
+
+	if (r->signal) {
+		/* second signal: stop at once; the journal is fsync'd and the kernel drops
+		 * the lock, so `cutover resume` picks up from here */
+		fprintf(stderr, "\ncutover: second signal, exiting now\n");
+		_exit(r->signal == SIGTERM ? CO_EXIT_SIGTERM : CO_EXIT_SIGINT);
+	}
+	r->signal = signum;
+	if (r->tty)
+		fputc('\n', stderr);
+	co_log_warn("cli", "%s received: stopping after the current operation (again to "
+		    "exit now)", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	if (r->p && !r->done)
+		co_pipeline_stop(r->p);
+}
+
+static void done_cb(const struct co_pipeline_result *res, void *data)
+{
+	struct runner *r = data;
+
+	r->done = true;
+	r->res = *res;
+	if (res->failed_stage) {
+		snprintf(r->failed_stage, sizeof(r->failed_stage), "%s", res->failed_stage);
+		r->res.failed_stage = r->failed_stage;
+	}
+	if (r->tty && r->line_len)
+		fputc('\n', stderr);
+	uv_signal_stop(&r->sigint);
+	uv_signal_stop(&r->sigterm);
+}
+
+static void print_report(const struct co_cli_pipeline *o, struct runner *r)
+{
+	json_t *sum = NULL;
+	struct co_error err = CO_ERROR_INIT;
+	const json_t *blocking, *outs;
+	const char *key;
+	json_t *v;
+	size_t i;
+
+	if (co_pipeline_summary(&sum, o->state_dir, o->id, co_stages_runnable(), &err) < 0)
+		return;
+	blocking = json_object_get(json_object_get(json_object_get(sum, "outputs"),
+						   "preflight"),
+				   "blocking");
+	if (r->res.status < 0 && r->res.status != -EINTR && json_array_size(blocking)) {
+		fprintf(stderr, "objects blocking the upgrade:\n");
+		json_array_foreach(blocking, i, v)
+			fprintf(stderr, "  %s\n", json_string_value(v));
+	}
+	if (r->res.status == 0) {
+		outs = json_object_get(json_object_get(sum, "outputs"), "create-cluster");
+		json_object_foreach((json_t *)outs, key, v)
+			if (json_is_string(v))
+				printf("%s: %s\n", key, json_string_value(v));
+	}
+	json_decref(sum);
+}
+
+static void http_closed(void *data)
+{
+	(void)data;
+}
+
+int co_cli_run_pipeline(const struct co_cli_pipeline *o)
+{
+	struct runner r = { 0 };
+	uv_loop_t loop;
+	struct co_error err = CO_ERROR_INIT;
+	struct co_pipeline_services svc = { 0 };
+	struct co_pipeline_opts popts = { 0 };
+	struct co_provider_opts prov = { 0 };
+	json_t *sum = NULL;
+	const json_t *req = o->request;
+	char *missing = co_cli_missing_stages();
+	int rc, code = CO_EXIT_FAILED;
+
+	uv_loop_init(&loop);
+	r.loop = &loop;
+	r.tty = isatty(STDERR_FILENO) && isatty(STDOUT_FILENO);
+	if (!req) {
+		if (co_pipeline_summary(&sum, o->state_dir, o->id, NULL, &err) < 0) {
+			fprintf(stderr, "cutover: %s\n", err.msg);
+			goto out;
+		}
+		req = json_object_get(sum, "request");
+	}
+	if (co_http_client_new(&r.http, &loop, &err) < 0 ||
+	    co_registry_open(&r.registry, o->state_dir, &err) < 0) {
+		fprintf(stderr, "cutover: %s\n", err.msg);
+		goto out;
+	}
+	prov.name = json_string_value(json_object_get(req, "provider"));
+	prov.state_dir = o->state_dir;
+	prov.sim_url = json_string_value(json_object_get(req, "simUrl"));
+	prov.exec_path = json_string_value(json_object_get(req, "providerExec"));
+	if (!prov.name)
+		prov.name = "sim";
+	if (co_provider_new(&r.provider, &loop, r.http, &prov, &err) < 0) {
+		fprintf(stderr, "cutover: provider '%s': %s\n", prov.name, err.msg);
+		goto out;
+	}
+	svc.http = r.http;
+	svc.provider = r.provider;
+	svc.registry = r.registry;
+	popts.state_dir = o->state_dir;
+	popts.id = o->id;
+	popts.request = o->request;
+	popts.stages = co_stages_runnable();
+	popts.keep_failed = o->keep_failed ||
+			    json_is_true(json_object_get(req, "keepFailed"));
+	popts.stop_after = o->stop_after;
+	popts.progress = progress_cb;
+	popts.progress_data = &r;
+	rc = co_pipeline_open(&r.p, &loop, &popts, &svc, &err);
+	if (rc < 0) {
+		fprintf(stderr, "cutover: %s\n", err.msg);
+		code = rc == -EALREADY ? CO_EXIT_OK : CO_EXIT_FAILED;
+		if (rc == -EALREADY && strstr(err.msg, "failed"))
+			code = CO_EXIT_FAILED;
+		goto out;
+	}
+	if (missing)
+		co_log_info("cli", "pipeline '%s': running stages 1-%zu; %s", o->id,
+			    co_stages_runnable_count(), missing);
+	uv_signal_init(&loop, &r.sigint);
+	uv_signal_init(&loop, &r.sigterm);
+	r.sigint.data = r.sigterm.data = &r;
+	uv_signal_start(&r.sigint, signal_cb, SIGINT);
+	uv_signal_start(&r.sigterm, signal_cb, SIGTERM);
+	if (co_pipeline_run(r.p, done_cb, &r, &err) < 0) {
+		fprintf(stderr, "cutover: %s\n", err.msg);
+		uv_signal_stop(&r.sigint);
+		uv_signal_stop(&r.sigterm);
+	} else {
+		uv_run(&loop, UV_RUN_DEFAULT);
+	}
+	uv_close((uv_handle_t *)&r.sigint, NULL);
+	uv_close((uv_handle_t *)&r.sigterm, NULL);
+	if (r.done) {
+		if (r.res.status == 0) {
+			printf("pipeline '%s' succeeded\n", o->id);
+			if (missing)
+				printf("note: %s; the traffic switch is not done by this build\n",
+				       missing);
+			code = CO_EXIT_OK;
+		} else if (r.res.status == -EINTR) {
+			fprintf(stderr, "cutover: %s\n", r.res.err.msg);
+			code = r.signal == SIGTERM ? CO_EXIT_SIGTERM : CO_EXIT_SIGINT;
+		} else {
+			fprintf(stderr, "cutover: pipeline '%s' failed at stage '%s': %s\n", o->id,
+				r.res.failed_stage ? r.res.failed_stage : "?", r.res.err.msg);
+			if (r.res.cleaned_up)
+				fprintf(stderr, "cutover: cleaned up: the new cluster is deleted; "
+					"the old cluster and the load balancer are untouched\n");
+			else if (popts.keep_failed)
+				fprintf(stderr, "cutover: --keep-failed: the new cluster is kept "
+					"for inspection\n");
+			code = CO_EXIT_FAILED;
+		}
+		print_report(o, &r);
+	}
+out:
+	co_pipeline_free(r.p);
+	co_provider_free(r.provider);
+	co_registry_free(r.registry);
+	if (r.http)
+		co_http_client_close(r.http, http_closed, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&loop) != 0)
+		co_log_debug("cli", "loop closed with handles still open");
+	json_decref(sum);
+	free(missing);
+	return code;
+}

@@ -1,0 +1,32 @@
+/*
+ * Running one pipeline from the command line, shared by `cutover upgrade` and
+ * `cutover resume`: the services (HTTP client, provider, registry) on one loop, the
+ * progress display (a redrawn line on a TTY, JSON lines otherwise), signals (the first
+ * SIGINT/SIGTERM stops gracefully and exits 130/143, a second exits at once), and the
+ * final report.
+ */
+#ifndef CO_CLI_PIPELINE_RUN_H
+#define CO_CLI_PIPELINE_RUN_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+struct co_cli_pipeline {
+	const char *state_dir;
+	const char *id;
+	const json_t *request;     /* new pipeline; NULL to resume */
+	bool keep_failed;
+	const char *stop_after;    /* may be NULL */
+};
+
+/* Returns the process exit code. */
+int co_cli_run_pipeline(const struct co_cli_pipeline *o);
+
+/* ${CUTOVER_STATE_DIR:-./.cutover} (static storage or the environment's). */
+const char *co_cli_state_dir(const char *opt);
+
+/* "stages 5-11 (validate-cluster, ...) are not part of this build" or NULL when every
+ * stage is built (new string). */
+char *co_cli_missing_stages(void);
+
+#endif
