@@ -22,6 +22,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -827,6 +828,17 @@ static int make_listener(const char *host, int port, int *ret_fd, int *ret_port,
 	return 0;
 }
 
+static void ignore_sigpipe(void)
+{
+	struct sigaction sa;
+
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = SIG_IGN;
+		sigaction(SIGPIPE, &sa, NULL);
+	}
+}
+
 int co_http_server_new(struct co_http_server **ret_srv, uv_loop_t *loop,
 		       const struct co_http_server_opts *opts, struct co_error *err)
 {
@@ -851,6 +863,9 @@ int co_http_server_new(struct co_http_server **ret_srv, uv_loop_t *loop,
 	if (!o.max_connections)
 		o.max_connections = DEFAULT_MAX_CONNECTIONS;
 
+	/* libuv writes with write(2): a peer that resets would otherwise kill the
+	 * process with SIGPIPE. Only the default disposition is changed. */
+	ignore_sigpipe();
 	r = make_listener(o.host, o.port, &fd, &port, err);
 	if (r < 0)
 		return r;
