@@ -14,7 +14,8 @@
  * the next feed simply continues.
  *
  * Once the head is complete the target is split and decoded and duplicate headers are
- * joined, so the message is ready for routing before its body arrives.
+ * joined, so the message is ready for routing before its body arrives. Trailer fields
+ * of a chunked body count against the header limit but are not kept.
  */
 #include <errno.h>
 #include <limits.h>
@@ -211,6 +212,8 @@ static int on_header_field(http_parser *hp, const char *at, size_t len)
 {
 	struct co_http_parser *p = hp->data;
 
+	if (p->msg->url) /* a chunked trailer: counted against the limit, not kept */
+		return count_head(p, len + 4);
 	if (p->last == LAST_VALUE && flush_header(p))
 		return -1;
 	if (p->last != LAST_FIELD && count_head(p, 4)) /* ": " and CRLF */
@@ -228,6 +231,8 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
 
 	if (count_head(p, len))
 		return -1;
+	if (p->msg->url)
+		return 0;
 	co_buf_append(&p->value, at, len);
 	p->last = LAST_VALUE;
 	return 0;
@@ -437,8 +442,8 @@ size_t co_http_parser_feed(struct co_http_parser *p, const char *data, size_t le
 		*ret_event = CO_HTTP_PARSE_ERROR;
 		return 0;
 	}
-	/* A finished request must be taken first; an upgraded stream is not HTTP. */
-	if (p->msg_done || (p->msg && p->msg->upgrade))
+	/* A finished request must be taken first. */
+	if (p->msg_done)
 		return set_error(p, 0, ret_event);
 	if (len == 0) {
 		*ret_event = CO_HTTP_PARSE_MORE;
@@ -480,7 +485,7 @@ struct co_http_msg *co_http_parser_take(struct co_http_parser *p)
 	p->msg_done = 0;
 	p->head_done = 0;
 	if (m->upgrade)
-		p->error_status = 400, p->error_reason = "protocol upgrade not supported";
+		fail(p, 400, "protocol upgrade not supported"); /* what follows is not HTTP */
 	return m;
 }
 

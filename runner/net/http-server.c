@@ -116,6 +116,7 @@ struct conn {
 	unsigned reading : 1;
 	unsigned eof : 1;
 	unsigned processing : 1;
+	unsigned broken : 1;         /* a write failed: only closing is left to do */
 	char peer[64];
 };
 
@@ -129,6 +130,7 @@ struct co_http_req {
 	int is_head;
 	int keep_alive;
 	int raw_stream;              /* HTTP/1.0 streaming: no chunk framing, close ends */
+	int in_close_cb;             /* the handler's on_close runs; we free req after */
 	co_http_req_close_cb close_cb;
 	void *close_data;
 	void *user_data;
@@ -240,7 +242,7 @@ static void on_write(uv_write_t *w, int status)
 
 static void defer(struct conn *c, enum timer_mode mode)
 {
-	c->tmode = mode;
+	c->tmode = c->broken ? TIMER_LINGER : mode;
 	uv_timer_start(&c->timer, on_conn_timer, 0, 0);
 }
 
@@ -251,9 +253,9 @@ static int conn_write(struct conn *c, char *data, size_t len)
 	uv_buf_t b;
 	int r;
 
-	if (c->closing || len == 0) {
+	if (c->closing || c->broken || len == 0) {
 		free(data);
-		return c->closing ? -EPIPE : 0;
+		return c->closing || c->broken ? -EPIPE : 0;
 	}
 	wr = co_calloc(1, sizeof(*wr));
 	wr->conn = c;
@@ -265,8 +267,7 @@ static int conn_write(struct conn *c, char *data, size_t len)
 		free(data);
 		free(wr);
 		/* Close from the loop, not under the caller (who may be a handler). */
-		c->draining = 1;
-		c->eof = 1;
+		c->broken = 1;
 		defer(c, TIMER_LINGER);
 		return -EPIPE;
 	}
@@ -337,6 +338,7 @@ static void req_abort(struct co_http_req *req)
 		co_http_req_close_cb cb = req->close_cb;
 
 		req->close_cb = NULL;
+		req->in_close_cb = 1;
 		cb(req, req->close_data);
 		req_free(req);
 	}
@@ -400,6 +402,10 @@ static void conn_finish(struct conn *c)
 	uv_timer_stop(&c->timer);
 	c->tmode = TIMER_NONE;
 	c->shutdown.data = c;
+	if (c->broken) {
+		defer(c, TIMER_LINGER);
+		return;
+	}
 	if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
 		conn_close(c);
 		return;
@@ -412,7 +418,9 @@ static void arm_timer(struct conn *c)
 	struct co_http_server *srv = c->srv;
 	uint64_t now = uv_now(srv->loop);
 
-	if (c->read_deadline) {
+	if (c->broken) {
+		defer(c, TIMER_LINGER);
+	} else if (c->read_deadline) {
 		c->tmode = TIMER_READ;
 		uv_timer_start(&c->timer, on_conn_timer,
 			       c->read_deadline > now ? c->read_deadline - now : 0, 0);
@@ -599,7 +607,7 @@ static void conn_process(struct conn *c)
 	const char *reason;
 	int status;
 
-	if (c->closing || c->draining || c->processing || c->req)
+	if (c->closing || c->draining || c->processing || c->req || c->broken)
 		return;
 	c->processing = 1;
 	while (!c->closing && !c->draining && !c->req && c->in.len > 0) {
@@ -1048,10 +1056,16 @@ static void end_response(struct co_http_req *req)
 	struct conn *c = req->conn;
 	int keep_alive = req->keep_alive;
 
+	if (req->in_close_cb)
+		return; /* req_abort() frees it when the callback returns */
 	req_free(req);
 	if (!c)
 		return;
 	c->req = NULL;
+	if (c->broken) {
+		defer(c, TIMER_LINGER);
+		return;
+	}
 	if (!keep_alive || c->srv->closing) {
 		conn_finish(c);
 		return;
@@ -1148,7 +1162,8 @@ int co_http_write(struct co_http_req *req, const void *data, size_t len)
 {
 	struct co_buf b = CO_BUF_INIT;
 
-	if (!req->conn || req->conn->closing || req->state != RESP_STREAM)
+	if (!req->conn || req->conn->closing || req->conn->broken ||
+	    req->state != RESP_STREAM)
 		return -EPIPE;
 	if (len == 0 || req->is_head)
 		return 0;

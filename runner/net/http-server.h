@@ -141,7 +141,7 @@ void co_http_respond_text(struct co_http_req *req, int status, const char *fmt, 
  * Writes are queued; co_http_write returns -EPIPE once the peer has gone. */
 void co_http_begin_chunked(struct co_http_req *req, int status, const char *content_type);
 int co_http_write(struct co_http_req *req, const void *data, size_t len);
-void co_http_end(struct co_http_req *req);
+void co_http_end(struct co_http_req *req);  /* without begin_chunked: an empty 200 */
 
 /* Bytes queued for writing and not yet flushed, so a streaming producer can apply
  * back-pressure. */

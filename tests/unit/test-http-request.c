@@ -118,7 +118,7 @@ static void test_chunked_body(void **state)
 {
 	static const char req[] = "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
 				  "5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n"
-				  "Trailer: x\r\n\r\n";
+				  "Trailer: x\r\nTrailer-Two: y\r\n\r\n";
 	struct co_http_parser *p = co_http_parser_new(NULL);
 	struct co_http_msg *m;
 
@@ -126,6 +126,9 @@ static void test_chunked_body(void **state)
 	m = co_http_parser_take(p);
 	assert_int_equal(m->body.len, 11);
 	assert_memory_equal(m->body.data, "hello world", 11);
+	/* trailers are not mixed into the headers */
+	assert_int_equal(m->n_headers, 1);
+	assert_null(co_http_msg_header(m, "Trailer"));
 	co_http_msg_free(m);
 	co_http_parser_free(p);
 }
