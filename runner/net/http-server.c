@@ -21,6 +21,7 @@
  * later co_http_respond()/co_http_write() are harmless (-EPIPE) and free it.
  */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -610,7 +611,7 @@ static void conn_process(struct conn *c)
 	if (c->closing || c->draining || c->processing || c->req || c->broken)
 		return;
 	c->processing = 1;
-	while (!c->closing && !c->draining && !c->req && c->in.len > 0) {
+	while (!c->closing && !c->draining && !c->broken && !c->req && c->in.len > 0) {
 		size_t n = co_http_parser_feed(c->parser, c->in.data, c->in.len, &ev);
 
 		co_buf_consume(&c->in, n);
@@ -922,8 +923,10 @@ void co_http_server_route(struct co_http_server *srv, const char *method,
 	struct route *r;
 	const char *rest = strstr(pattern, "...}");
 
-	if (pattern[0] != '/' || (rest && rest[4] != '\0'))
-		abort(); /* a programming error: "{name...}" must end the pattern */
+	/* programming errors: patterns are paths, and "{name...}" ends them */
+	assert(pattern[0] == '/');
+	assert(!rest || rest[4] == '\0');
+	(void)rest;
 	srv->routes = co_realloc(srv->routes, (srv->n_routes + 1) * sizeof(*srv->routes));
 	r = &srv->routes[srv->n_routes++];
 	r->method = co_strdup(method);
