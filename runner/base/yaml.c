@@ -236,6 +236,31 @@ static void resolve_plain(const char *s, size_t len, struct scalar *out)
 		free(num);
 }
 
+/*
+ * Shortest decimal text that reads back as v: plain notation for decimal exponents in
+ * [-4, 21), scientific beyond, like Go's JSON encoder. mark_float appends ".0" to
+ * integral values so the text still resolves to a float.
+ */
+static void format_real(char *out, size_t size, double v, bool mark_float)
+{
+	char sci[64];
+	int prec, exp;
+
+	for (prec = 1; prec < 17; prec++) {
+		snprintf(sci, sizeof(sci), "%.*e", prec - 1, v);
+		if (strtod(sci, NULL) == v)
+			break;
+	}
+	snprintf(sci, sizeof(sci), "%.*e", prec - 1, v);
+	exp = atoi(strchr(sci, 'e') + 1);
+	if (exp >= -4 && exp < 21)
+		snprintf(out, size, "%.*f", prec - 1 - exp > 0 ? prec - 1 - exp : 0, v);
+	else
+		snprintf(out, size, "%s", sci);
+	if (mark_float && !strpbrk(out, ".e"))
+		strncat(out, ".0", size - strlen(out) - 1);
+}
+
 /* ---------------------------------------------------------------------------------
  * Loader
  */
@@ -404,16 +429,9 @@ static int key_string(struct loader *l, const json_t *v, yaml_mark_t mark, char 
 	case JSON_INTEGER:
 		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 		break;
-	case JSON_REAL: {
-		double d = json_real_value(v);
-
-		for (int prec = 1; prec <= 17; prec++) {
-			snprintf(num, sizeof(num), "%.*g", prec, d);
-			if (strtod(num, NULL) == d)
-				break;
-		}
+	case JSON_REAL:
+		format_real(num, sizeof(num), json_real_value(v), false);
 		break;
-	}
 	case JSON_TRUE:
 		strcpy(num, "true");
 		break;
@@ -844,18 +862,6 @@ static int emit_string(struct dumper *d, const char *s, size_t len)
 	return emit_scalar(d, s, len, YAML_PLAIN_SCALAR_STYLE);
 }
 
-/* Shortest text that reads back as the same double and still looks like a float. */
-static void format_real(char *out, size_t size, double v)
-{
-	for (int prec = 1; prec <= 17; prec++) {
-		snprintf(out, size, "%.*g", prec, v);
-		if (strtod(out, NULL) == v)
-			break;
-	}
-	if (!strpbrk(out, ".eEn"))
-		strncat(out, ".0", size - strlen(out) - 1);
-}
-
 static int emit_value(struct dumper *d, const json_t *v, size_t depth)
 {
 	yaml_event_t ev;
@@ -902,7 +908,7 @@ static int emit_value(struct dumper *d, const json_t *v, size_t depth)
 		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 		return emit_scalar(d, num, strlen(num), YAML_PLAIN_SCALAR_STYLE);
 	case JSON_REAL:
-		format_real(num, sizeof(num), json_real_value(v));
+		format_real(num, sizeof(num), json_real_value(v), true);
 		return emit_scalar(d, num, strlen(num), YAML_PLAIN_SCALAR_STYLE);
 	case JSON_TRUE:
 		return emit_scalar(d, "true", 4, YAML_PLAIN_SCALAR_STYLE);
