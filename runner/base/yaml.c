@@ -854,6 +854,14 @@ static int emit_string(struct dumper *d, const char *s, size_t len)
 
 	if (len > INT32_MAX)
 		return co_error_set(d->err, -E2BIG, "string too long for yaml");
+	/*
+	 * A reader normalises \r, \r\n and NEL to \n inside block scalars, so only
+	 * strings whose breaks are all \n can be literal blocks; any other break is
+	 * kept exactly by double quotes, where it is escaped.
+	 */
+	if (memchr(s, '\r', len) || memmem(s, len, "\xc2\x85", 2) ||
+	    memmem(s, len, "\xe2\x80\xa8", 3) || memmem(s, len, "\xe2\x80\xa9", 3))
+		return emit_scalar(d, s, len, YAML_DOUBLE_QUOTED_SCALAR_STYLE);
 	if (memchr(s, '\n', len))
 		return emit_scalar(d, s, len, YAML_LITERAL_SCALAR_STYLE);
 	resolve_plain(s, len, &sc);

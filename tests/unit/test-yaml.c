@@ -510,6 +510,15 @@ static void test_emitter_quoting(void **state)
 	json_decref(docs);
 	json_decref(doc);
 
+	/* breaks a block scalar would normalise to \n stay escaped in double quotes */
+	co_buf_reset(&out);
+	doc = json_pack("{s:s,s:s}", "crlf", "x\r\ny\n", "ls", "p\xe2\x80\xa8q\nr");
+	assert_int_equal(co_yaml_dump(&out, doc, &err), 0);
+	assert_string_equal(co_buf_cstr(&out), "crlf: \"x\\r\\ny\\n\"\nls: \"p\\Lq\\nr\"\n");
+	docs = json_pack("[o]", doc);
+	free(round_trip(docs));
+	json_decref(docs);
+
 	/* dump_all separates documents; a failed dump leaves out unchanged */
 	co_buf_reset(&out);
 	docs = json_pack("[{s:i},[s],s]", "a", 1, "b", "c");
@@ -527,7 +536,9 @@ static void test_emitter_quoting(void **state)
 	assert_int_equal(co_yaml_dump_all(&out, deep, &err), -E2BIG);
 	assert_string_equal(co_buf_cstr(&out), "keep");
 	json_decref(deep);
-	assert_int_equal(co_yaml_dump_all(&out, json_object(), &err), -EINVAL);
+	doc = json_object();
+	assert_int_equal(co_yaml_dump_all(&out, doc, &err), -EINVAL);
+	json_decref(doc);
 	co_buf_release(&out);
 }
 
