@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <yaml.h>
 
 #define TAG_PREFIX "tag:yaml.org,2002:"
@@ -190,7 +189,7 @@ static bool parse_float(const char *s, struct scalar *out)
 	errno = 0;
 	d = strtod(s, &end);
 	if (*end || (errno == ERANGE && isinf(d)))
-		return false; /* Go reports overflow as an error: the text stays a string */
+		return false; /* Go rejects overflow: the text stays a string */
 	out->kind = SCALAR_REAL;
 	out->d = d;
 	return true;
@@ -321,8 +320,8 @@ static yaml_mark_t mark_from_offset(const struct loader *l, size_t offset)
 		if (l->data[i] == '\n') {
 			m.line++;
 			m.column = 0;
-		} else {
-			m.column++;
+		} else if (((unsigned char)l->data[i] & 0xc0) != 0x80) {
+			m.column++; /* characters, as libyaml counts them */
 		}
 	}
 	return m;
@@ -393,7 +392,8 @@ static void anchor_register(struct loader *l, const char *name, json_t *node)
 	a->name = co_strdup(name);
 	a->node = json_incref(node);
 	measure(node, &a->size, &a->height);
-	json_object_set_new(l->anchor_index, name, json_integer((json_int_t)l->n_anchors));
+	json_object_set_new(l->anchor_index, name,
+			    json_integer((json_int_t)l->n_anchors));
 	l->n_anchors++;
 }
 
@@ -423,11 +423,13 @@ static int key_string(struct loader *l, const json_t *v, yaml_mark_t mark, char 
 	switch (json_typeof(v)) {
 	case JSON_STRING:
 		if (strlen(json_string_value(v)) != json_string_length(v))
-			return located(l, -EINVAL, mark, "mapping key contains a NUL character");
+			return located(l, -EINVAL, mark,
+				       "mapping key contains a NUL character");
 		*ret = co_strdup(json_string_value(v));
 		return 0;
 	case JSON_INTEGER:
-		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+			 json_integer_value(v));
 		break;
 	case JSON_REAL:
 		format_real(num, sizeof(num), json_real_value(v), false);
@@ -517,7 +519,8 @@ static int place(struct loader *l, json_t *v, bool is_merge, yaml_mark_t mark)
 		if (r < 0)
 			return r;
 		if (!is_merge && json_object_get(f->node, f->key))
-			return located(l, -EINVAL, mark, "duplicate mapping key '%s'", f->key);
+			return located(l, -EINVAL, mark, "duplicate mapping key '%s'",
+				       f->key);
 		return 0;
 	}
 	if (f->key_is_merge) {
@@ -640,7 +643,7 @@ static int on_scalar(struct loader *l, const yaml_event_t *ev)
 		}
 		/* !!str, !!binary, !!timestamp and the rest keep their text */
 	} else if (plain && (!tag || strcmp(tag, "!") != 0)) {
-		/* untagged or an application tag: resolve like an untagged plain scalar */
+		/* untagged or an application tag: resolve as untagged plain */
 		resolve_plain(text, len, &s);
 		is_merge = !tag && len == 2 && memcmp(text, "<<", 2) == 0;
 	}
@@ -774,7 +777,8 @@ int co_yaml_load_one(json_t **ret_doc, const char *data, size_t len,
 	n = json_array_size(docs);
 	if (n != 1) {
 		json_decref(docs);
-		return co_error_set(err, -EINVAL, "%s: expected one yaml document, found %zu",
+		return co_error_set(err, -EINVAL,
+				    "%s: expected one yaml document, found %zu",
 				    filename ? filename : "<input>", n);
 	}
 	*ret_doc = json_incref(json_array_get(docs, 0));
@@ -797,8 +801,8 @@ int co_yaml_load_file(json_t **ret_docs, const char *path, struct co_error *err)
 		if (b.len + n > MAX_FILE_SIZE) {
 			fclose(f);
 			co_buf_release(&b);
-			return co_error_set(err, -E2BIG, "'%s': larger than %u bytes", path,
-					    MAX_FILE_SIZE);
+			return co_error_set(err, -E2BIG, "'%s': larger than %u bytes",
+					    path, MAX_FILE_SIZE);
 		}
 		co_buf_append(&b, chunk, n);
 	}
@@ -913,7 +917,8 @@ static int emit_value(struct dumper *d, const json_t *v, size_t depth)
 	case JSON_STRING:
 		return emit_string(d, json_string_value(v), json_string_length(v));
 	case JSON_INTEGER:
-		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+			 json_integer_value(v));
 		return emit_scalar(d, num, strlen(num), YAML_PLAIN_SCALAR_STYLE);
 	case JSON_REAL:
 		format_real(num, sizeof(num), json_real_value(v), true);
@@ -977,7 +982,8 @@ int co_yaml_dump_all(struct co_buf *out, const json_t *docs, struct co_error *er
 	int r = 0;
 
 	if (!json_is_array(docs))
-		return co_error_set(err, -EINVAL, "yaml dump: documents must be an array");
+		return co_error_set(err, -EINVAL,
+				    "yaml dump: documents must be an array");
 	json_array_foreach(docs, i, doc) {
 		if (i > 0)
 			co_buf_puts(&tmp, "---\n");

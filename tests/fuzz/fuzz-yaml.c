@@ -37,11 +37,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	}
 	if (co_yaml_load_all(&again, co_buf_cstr(&out), out.len, "dump", &err) < 0) {
-		fprintf(stderr, "reload failed: %s\n---\n%s\n", err.msg, co_buf_cstr(&out));
+		fprintf(stderr, "reload failed: %s\n---\n%s\n", err.msg,
+			co_buf_cstr(&out));
 		abort();
 	}
 	if (!json_equal(docs, again)) {
-		char *a = json_dumps(docs, JSON_ENCODE_ANY), *b = json_dumps(again, JSON_ENCODE_ANY);
+		char *a = json_dumps(docs, JSON_ENCODE_ANY),
+		     *b = json_dumps(again, JSON_ENCODE_ANY);
 
 		fprintf(stderr, "round trip changed the value\n%s\n%s\n---\n%s\n", a, b,
 			co_buf_cstr(&out));

@@ -104,9 +104,10 @@ static const char *str_at(const json_t *doc, const char *path)
 	json_t *v = (json_t *)doc;
 	char *copy = co_strdup(path), *save = NULL;
 
-	for (char *tok = strtok_r(copy, ".", &save); tok; tok = strtok_r(NULL, ".", &save))
-		v = json_is_array(v) ? json_array_get(v, strtoul(tok, NULL, 10)) :
-				       json_object_get(v, tok);
+	for (char *tok = strtok_r(copy, ".", &save); tok;
+	     tok = strtok_r(NULL, ".", &save))
+		v = json_is_array(v) ? json_array_get(v, strtoul(tok, NULL, 10))
+				     : json_object_get(v, tok);
 	free(copy);
 	if (!json_is_string(v))
 		fail_msg("'%s' is not a string", path);
@@ -122,7 +123,8 @@ static void test_flux_sync(void **state)
 	d0 = json_array_get(docs, 0);
 	d1 = json_array_get(docs, 1);
 	assert_string_equal(str_at(d0, "kind"), "GitRepository");
-	assert_string_equal(str_at(d0, "spec.url"), "ssh://git@github.com/example/fleet-infra");
+	assert_string_equal(str_at(d0, "spec.url"),
+			    "ssh://git@github.com/example/fleet-infra");
 	assert_string_equal(str_at(d0, "spec.ref.branch"), "main");
 	assert_string_equal(str_at(d0, "spec.interval"), "1m0s");
 	assert_string_equal(str_at(d1, "kind"), "Kustomization");
@@ -131,9 +133,12 @@ static void test_flux_sync(void **state)
 
 	text = round_trip(docs);
 	/* no leading "---", one separator, kubectl-like block layout */
-	assert_int_equal(strncmp(text, "apiVersion: source.toolkit.fluxcd.io/v1\n", 40), 0);
-	assert_non_null(strstr(text, "\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\n"));
-	assert_non_null(strstr(text, "spec:\n  interval: 1m0s\n  ref:\n    branch: main\n"));
+	assert_int_equal(strncmp(text, "apiVersion: source.toolkit.fluxcd.io/v1\n", 40),
+			 0);
+	assert_non_null(
+		strstr(text, "\n---\napiVersion: kustomize.toolkit.fluxcd.io/v1\n"));
+	assert_non_null(
+		strstr(text, "spec:\n  interval: 1m0s\n  ref:\n    branch: main\n"));
 	assert_null(strstr(strstr(text, "---") + 3, "---"));
 	free(text);
 	json_decref(docs);
@@ -151,22 +156,33 @@ static void test_deployment_service_ingress(void **state)
 	ing = json_array_get(docs, 2);
 	assert_string_equal(str_at(ing, "kind"), "Ingress");
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(dep, "spec"),
-							    "replicas")), 2);
+							    "replicas")),
+			 2);
 	/* quoted scalars stay strings */
-	assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(
-		dep, "metadata"), "annotations"), "deployment.kubernetes.io/revision")), "3");
-	c0 = json_array_get(json_object_get(json_object_get(json_object_get(json_object_get(
-		dep, "spec"), "template"), "spec"), "containers"), 0);
+	assert_string_equal(
+		json_string_value(json_object_get(
+			json_object_get(json_object_get(dep, "metadata"), "annotations"),
+			"deployment.kubernetes.io/revision")),
+		"3");
+	c0 = json_array_get(
+		json_object_get(
+			json_object_get(
+				json_object_get(json_object_get(dep, "spec"), "template"),
+				"spec"),
+			"containers"),
+		0);
 	assert_string_equal(str_at(c0, "env.0.value"), "#34577c");
 	assert_string_equal(str_at(c0, "env.1.value"), "");
 	assert_string_equal(str_at(c0, "resources.limits.cpu"), "2000m");
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(c0,
-		"readinessProbe"), "initialDelaySeconds")), 5);
+	assert_int_equal(
+		json_integer_value(json_object_get(json_object_get(c0, "readinessProbe"),
+						   "initialDelaySeconds")),
+		5);
 	/* flow mapping inside block style */
 	assert_string_equal(str_at(c0, "readinessProbe.httpGet.path"), "/readyz");
 	/* YAML 1.1 boolean */
-	assert_true(json_is_true(json_object_get(json_object_get(c0, "securityContext"),
-						 "runAsNonRoot")));
+	assert_true(json_is_true(
+		json_object_get(json_object_get(c0, "securityContext"), "runAsNonRoot")));
 	assert_true(json_is_array(json_object_get(json_object_get(ing, "spec"), "tls")));
 
 	text = round_trip(docs);
@@ -190,12 +206,15 @@ static void test_kustomization_json6902(void **state)
 	assert_int_equal(json_array_size(docs), 1);
 	k = json_array_get(docs, 0);
 	patch = str_at(k, "patches.0.patch");
-	assert_int_equal(strncmp(patch, "- op: replace\n  path: /spec/replicas\n  value: 3\n",
-				 47), 0);
+	assert_int_equal(
+		strncmp(patch, "- op: replace\n  path: /spec/replicas\n  value: 3\n", 47),
+		0);
 	assert_int_equal(patch[strlen(patch) - 1], '\n');
 	assert_string_equal(str_at(k, "images.0.newTag"), "6.4.1");
-	assert_true(json_is_true(json_object_get(json_object_get(json_array_get(
-		json_object_get(k, "configMapGenerator"), 0), "options"),
+	assert_true(json_is_true(json_object_get(
+		json_object_get(
+			json_array_get(json_object_get(k, "configMapGenerator"), 0),
+			"options"),
 		"disableNameSuffixHash")));
 
 	/* the block string is itself YAML: a JSON6902 patch with an int value */
@@ -203,53 +222,79 @@ static void test_kustomization_json6902(void **state)
 	assert_int_equal(json_array_size(all), 1);
 	ops = json_array_get(all, 0);
 	assert_int_equal(json_array_size(ops), 2);
-	assert_int_equal(json_integer_value(json_object_get(json_array_get(ops, 0), "value")),
-			 3);
+	assert_int_equal(
+		json_integer_value(json_object_get(json_array_get(ops, 0), "value")), 3);
 	assert_string_equal(str_at(ops, "1.value.value"), "hello: world # not a comment");
 	json_decref(all);
 
 	text = round_trip(docs);
-	assert_non_null(strstr(text, "  patch: |\n    - op: replace\n      path: /spec/replicas\n"));
+	assert_non_null(strstr(
+		text, "  patch: |\n    - op: replace\n      path: /spec/replicas\n"));
 	free(text);
 	json_decref(docs);
 }
 
 struct scalar_case {
-	const char *yaml;  /* the value after "v: " */
-	const char *json;  /* expected, as JSON text */
+	const char *yaml; /* the value after "v: " */
+	const char *json; /* expected, as JSON text */
 };
 
 static void test_scalar_resolution(void **state)
 {
 	static const struct scalar_case cases[] = {
-		{ "\"true\"", "\"true\"" },   { "'yes'", "\"yes\"" },
-		{ "true", "true" },           { "False", "false" },
-		{ "yes", "true" },            { "No", "false" },
-		{ "ON", "true" },             { "off", "false" },
-		{ "y", "true" },              { "N", "false" },
-		{ "yES", "\"yES\"" },         { "0777", "511" },
-		{ "0o777", "511" },           { "0x1F", "31" },
-		{ "-0x10", "-16" },           { "0b1010", "10" },
-		{ "1_000_000", "1000000" },   { "+12", "12" },
-		{ "0", "0" },                 { "-0", "0" },
-		{ "08", "8.0" },              { "1e3", "1000.0" },
-		{ "-2.5E-3", "-0.0025" },     { ".5", "0.5" },
-		{ "1.", "1.0" },              { "1.20", "1.2" },
-		{ "9223372036854775807", "9223372036854775807" },
-		{ "-9223372036854775808", "-9223372036854775808" },
-		{ "18446744073709551615", "18446744073709551615.0" },
-		{ "1e999", "\"1e999\"" },     { "~", "null" },
-		{ "", "null" },               { "null", "null" },
-		{ "Null", "null" },           { "NULL", "null" },
-		{ "nULL", "\"nULL\"" },       { "\".inf\"", "\".inf\"" },
-		{ "!!str 123", "\"123\"" },   { "!!str true", "\"true\"" },
-		{ "!!int \"42\"", "42" },     { "!!float 3", "3.0" },
-		{ "!!bool \"on\"", "true" },  { "!custom 12", "12" },
-		{ "! 12", "\"12\"" },         { "2001-12-14", "\"2001-12-14\"" },
-		{ "1.2.3", "\"1.2.3\"" },     { "0x", "\"0x\"" },
-		{ "12:30", "\"12:30\"" },     { "|\n  true\n", "\"true\\n\"" },
-		{ ">-\n  12\n", "\"12\"" },   { "'0777'", "\"0777\"" },
-		{ "<<", "\"<<\"" },           { "a b  c", "\"a b  c\"" },
+		{"\"true\"", "\"true\""},
+		{"'yes'", "\"yes\""},
+		{"true", "true"},
+		{"False", "false"},
+		{"yes", "true"},
+		{"No", "false"},
+		{"ON", "true"},
+		{"off", "false"},
+		{"y", "true"},
+		{"N", "false"},
+		{"yES", "\"yES\""},
+		{"0777", "511"},
+		{"0o777", "511"},
+		{"0x1F", "31"},
+		{"-0x10", "-16"},
+		{"0b1010", "10"},
+		{"1_000_000", "1000000"},
+		{"+12", "12"},
+		{"0", "0"},
+		{"-0", "0"},
+		{"08", "8.0"},
+		{"1e3", "1000.0"},
+		{"-2.5E-3", "-0.0025"},
+		{".5", "0.5"},
+		{"1.", "1.0"},
+		{"1.20", "1.2"},
+		{"9223372036854775807", "9223372036854775807"},
+		{"-9223372036854775808", "-9223372036854775808"},
+		{"18446744073709551615", "18446744073709551615.0"},
+		{"1e999", "\"1e999\""},
+		{"~", "null"},
+		{"", "null"},
+		{"null", "null"},
+		{"Null", "null"},
+		{"NULL", "null"},
+		{"nULL", "\"nULL\""},
+		{"\".inf\"", "\".inf\""},
+		{"!!str 123", "\"123\""},
+		{"!!str true", "\"true\""},
+		{"!!int \"42\"", "42"},
+		{"!!float 3", "3.0"},
+		{"!!bool \"on\"", "true"},
+		{"!custom 12", "12"},
+		{"! 12", "\"12\""},
+		{"2001-12-14", "\"2001-12-14\""},
+		{"1.2.3", "\"1.2.3\""},
+		{"0x", "\"0x\""},
+		{"12:30", "\"12:30\""},
+		{"|\n  true\n", "\"true\\n\""},
+		{">-\n  12\n", "\"12\""},
+		{"'0777'", "\"0777\""},
+		{"<<", "\"<<\""},
+		{"a b  c", "\"a b  c\""},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -275,14 +320,16 @@ static void test_non_finite_rejected(void **state)
 		     "bad.yaml:2:4: '.inf' is a float json cannot represent");
 	expect_error("v: [-.Inf]\n", 11, -EINVAL, "bad.yaml:1:5: '-.Inf'");
 	expect_error("v: .NaN\n", 8, -EINVAL, "bad.yaml:1:4: '.NaN'");
-	expect_error("v: !!int abc\n", 12, -EINVAL, "bad.yaml:1:4: 'abc' is not a valid !!int");
+	expect_error("v: !!int abc\n", 12, -EINVAL,
+		     "bad.yaml:1:4: 'abc' is not a valid !!int");
 }
 
 static void test_keys_become_strings(void **state)
 {
-	json_t *docs = load_str("1: a\n0x10: b\nyes: c\n~: d\n2.50: e\n\"q\": f\n? g\n: h\n");
+	json_t *docs =
+		load_str("1: a\n0x10: b\nyes: c\n~: d\n2.50: e\n\"q\": f\n? g\n: h\n");
 	json_t *d = json_array_get(docs, 0);
-	const char *want[] = { "1", "16", "true", "null", "2.5", "q", "g" };
+	const char *want[] = {"1", "16", "true", "null", "2.5", "q", "g"};
 	const char *key;
 	json_t *v;
 	size_t i = 0;
@@ -292,7 +339,8 @@ static void test_keys_become_strings(void **state)
 		assert_string_equal(key, want[i++]);
 	json_decref(docs);
 
-	expect_error("a: 1\nb: 2\na: 3\n", 15, -EINVAL, "bad.yaml:3:1: duplicate mapping key 'a'");
+	expect_error("a: 1\nb: 2\na: 3\n", 15, -EINVAL,
+		     "bad.yaml:3:1: duplicate mapping key 'a'");
 	expect_error("x:\n  ? [a]\n  : b\n", 17, -EINVAL,
 		     "bad.yaml:2:5: mapping keys must be scalars");
 }
@@ -341,17 +389,20 @@ static void test_anchors_and_merge(void **state)
 
 static void test_flow_style(void **state)
 {
-	json_t *docs = load_str("{kind: ConfigMap, data: {a: \"1\", b: 2}, l: [1, 2.5, ~, [x, "
-				"{k: v}]], e: {}, none: []}\n");
-	json_t *want = json_loads("{\"kind\":\"ConfigMap\",\"data\":{\"a\":\"1\",\"b\":2},"
-				  "\"l\":[1,2.5,null,[\"x\",{\"k\":\"v\"}]],\"e\":{},\"none\":[]}",
-				  0, NULL);
+	json_t *docs =
+		load_str("{kind: ConfigMap, data: {a: \"1\", b: 2}, l: [1, 2.5, ~, [x, "
+			 "{k: v}]], e: {}, none: []}\n");
+	json_t *want = json_loads(
+		"{\"kind\":\"ConfigMap\",\"data\":{\"a\":\"1\",\"b\":2},"
+		"\"l\":[1,2.5,null,[\"x\",{\"k\":\"v\"}]],\"e\":{},\"none\":[]}",
+		0, NULL);
 	char *text;
 
 	assert_true(json_equal(json_array_get(docs, 0), want));
 	text = round_trip(docs);
-	assert_string_equal(text, "kind: ConfigMap\ndata:\n  a: \"1\"\n  b: 2\nl:\n- 1\n- 2.5\n"
-				  "- null\n- - x\n  - k: v\ne: {}\nnone: []\n");
+	assert_string_equal(text,
+			    "kind: ConfigMap\ndata:\n  a: \"1\"\n  b: 2\nl:\n- 1\n- 2.5\n"
+			    "- null\n- - x\n  - k: v\ne: {}\nnone: []\n");
 	free(text);
 	json_decref(want);
 	json_decref(docs);
@@ -362,7 +413,8 @@ static void test_documents(void **state)
 	struct co_error err = CO_ERROR_INIT;
 	json_t *docs, *doc;
 
-	docs = load_str("# only a comment\n---\n---\na: 1\n--- ~\n---\n- x\n...\n--- text\n");
+	docs = load_str(
+		"# only a comment\n---\n---\na: 1\n--- ~\n---\n- x\n...\n--- text\n");
 	assert_int_equal(json_array_size(docs), 3);
 	assert_true(json_is_object(json_array_get(docs, 0)));
 	assert_true(json_is_array(json_array_get(docs, 1)));
@@ -376,8 +428,9 @@ static void test_documents(void **state)
 	assert_int_equal(json_array_size(docs), 0);
 	json_decref(docs);
 
-	assert_int_equal(co_yaml_load_one(&doc, "a: 1\n---\nb: 2\n", 14, "two.yaml", &err),
-			 -EINVAL);
+	assert_int_equal(
+		co_yaml_load_one(&doc, "a: 1\n---\nb: 2\n", 14, "two.yaml", &err),
+		-EINVAL);
 	assert_string_equal(err.msg, "two.yaml: expected one yaml document, found 2");
 	assert_int_equal(co_yaml_load_one(&doc, "---\n", 4, NULL, &err), -EINVAL);
 	assert_string_equal(err.msg, "<input>: expected one yaml document, found 0");
@@ -392,12 +445,14 @@ static void test_malformed_located(void **state)
 		     "bad.yaml:2:4: mapping values are not allowed in this context");
 	expect_error("kind: x\nl: [a, b\n", 17, -EINVAL,
 		     "bad.yaml:3:1: did not find expected ',' or ']'");
-	expect_error("a:\n\t- b\n", 8, -EINVAL, "bad.yaml:2:1: found character that cannot");
+	expect_error("a:\n\t- b\n", 8, -EINVAL,
+		     "bad.yaml:2:1: found character that cannot");
 	expect_error("a: \"unterminated\n", 17, -EINVAL,
 		     "bad.yaml:2:1: found unexpected end of stream");
 	expect_error("ok: 1\nbad: \xff\n", 12, -EINVAL,
 		     "bad.yaml:2:6: invalid leading UTF-8 octet");
-	expect_error("- a\nb: c\n", 8, -EINVAL, "bad.yaml:2:1: did not find expected '-'");
+	expect_error("- a\nb: c\n", 8, -EINVAL,
+		     "bad.yaml:2:1: did not find expected '-'");
 }
 
 static void test_billion_laughs(void **state)
@@ -416,16 +471,19 @@ static void test_billion_laughs(void **state)
 	{
 		struct co_error err = CO_ERROR_INIT;
 
-		assert_int_equal(co_yaml_load_all(&docs, b.data, b.len, "b.yaml", &err), -E2BIG);
-		assert_non_null(strstr(err.msg, "aliases expand to more than 100000 nodes"));
+		assert_int_equal(co_yaml_load_all(&docs, b.data, b.len, "b.yaml", &err),
+				 -E2BIG);
+		assert_non_null(
+			strstr(err.msg, "aliases expand to more than 100000 nodes"));
 	}
 	co_buf_release(&b);
 
 	/* a modest amount of reuse is fine: 3 * 3 * 3 * 2 leaves */
 	docs = load_str("a: &a [x, x, x]\nb: &b [*a, *a, *a]\nc: &c [*b, *b, *b]\n"
 			"d: [*c, *c]\n");
-	assert_int_equal(json_array_size(json_array_get(json_object_get(json_array_get(
-		docs, 0), "d"), 1)), 3);
+	assert_int_equal(json_array_size(json_array_get(
+				 json_object_get(json_array_get(docs, 0), "d"), 1)),
+			 3);
 	json_decref(docs);
 }
 
@@ -436,7 +494,8 @@ static void test_depth_bomb(void **state)
 
 	for (int i = 0; i < 100000; i++)
 		co_buf_putc(&b, '[');
-	expect_error(b.data, b.len, -E2BIG, "bad.yaml:1:257: nesting deeper than 256 levels");
+	expect_error(b.data, b.len, -E2BIG,
+		     "bad.yaml:1:257: nesting deeper than 256 levels");
 	co_buf_reset(&b);
 
 	/* block mappings: 256 levels load, 257 do not */
@@ -458,8 +517,10 @@ static void test_depth_bomb(void **state)
 		co_buf_putc(&b, '[');
 	for (int i = 0; i < 200; i++)
 		co_buf_putc(&b, ']');
-	co_buf_puts(&b, "\nb: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[*deep"
-		    "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n");
+	co_buf_puts(
+		&b,
+		"\nb: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[*deep"
+		"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n");
 	expect_error(b.data, b.len, -E2BIG, "bad.yaml:2:64: alias 'deep' nests deeper");
 	co_buf_release(&b);
 }
@@ -471,39 +532,40 @@ static void test_emitter_quoting(void **state)
 	json_t *doc, *docs, *deep;
 	char *text;
 
-	doc = json_loads("{\"t\":\"true\",\"y\":\"y\",\"f\":\"1.0\",\"o\":\"0777\",\"n\":\"null\","
-			 "\"e\":\"\",\"sp\":\" lead\",\"tr\":\"trail \",\"c\":\"a: b\","
-			 "\"h\":\"a #b\",\"m\":\"<<\",\"inf\":\".inf\",\"p\":\"plain text\","
-			 "\"ml\":\"one\\ntwo\\n\",\"ms\":\"x\\ny\",\"i\":7,\"r\":1000.0,"
-			 "\"r2\":0.25,\"b\":false,\"z\":null,\"eo\":{},\"ea\":[],"
-			 "\"true\":1,\"s\":[\"a\",{\"k\":\"v\",\"k2\":[]}]}", 0, NULL);
+	doc = json_loads(
+		"{\"t\":\"true\",\"y\":\"y\",\"f\":\"1.0\",\"o\":\"0777\",\"n\":\"null\","
+		"\"e\":\"\",\"sp\":\" lead\",\"tr\":\"trail \",\"c\":\"a: b\","
+		"\"h\":\"a #b\",\"m\":\"<<\",\"inf\":\".inf\",\"p\":\"plain text\","
+		"\"ml\":\"one\\ntwo\\n\",\"ms\":\"x\\ny\",\"i\":7,\"r\":1000.0,"
+		"\"r2\":0.25,\"b\":false,\"z\":null,\"eo\":{},\"ea\":[],"
+		"\"true\":1,\"s\":[\"a\",{\"k\":\"v\",\"k2\":[]}]}",
+		0, NULL);
 	assert_non_null(doc);
 	assert_int_equal(co_yaml_dump(&out, doc, &err), 0);
-	assert_string_equal(co_buf_cstr(&out),
-			    "t: \"true\"\n"
-			    "\"y\": \"y\"\n"
-			    "f: \"1.0\"\n"
-			    "o: \"0777\"\n"
-			    "\"n\": \"null\"\n"
-			    "e: \"\"\n"
-			    "sp: ' lead'\n"
-			    "tr: 'trail '\n"
-			    "c: 'a: b'\n"
-			    "h: 'a #b'\n"
-			    "m: \"<<\"\n"
-			    "inf: \".inf\"\n"
-			    "p: plain text\n"
-			    "ml: |\n  one\n  two\n"
-			    "ms: |-\n  x\n  y\n"
-			    "i: 7\n"
-			    "r: 1000.0\n"
-			    "r2: 0.25\n"
-			    "b: false\n"
-			    "z: null\n"
-			    "eo: {}\n"
-			    "ea: []\n"
-			    "\"true\": 1\n"
-			    "s:\n- a\n- k: v\n  k2: []\n");
+	assert_string_equal(co_buf_cstr(&out), "t: \"true\"\n"
+					       "\"y\": \"y\"\n"
+					       "f: \"1.0\"\n"
+					       "o: \"0777\"\n"
+					       "\"n\": \"null\"\n"
+					       "e: \"\"\n"
+					       "sp: ' lead'\n"
+					       "tr: 'trail '\n"
+					       "c: 'a: b'\n"
+					       "h: 'a #b'\n"
+					       "m: \"<<\"\n"
+					       "inf: \".inf\"\n"
+					       "p: plain text\n"
+					       "ml: |\n  one\n  two\n"
+					       "ms: |-\n  x\n  y\n"
+					       "i: 7\n"
+					       "r: 1000.0\n"
+					       "r2: 0.25\n"
+					       "b: false\n"
+					       "z: null\n"
+					       "eo: {}\n"
+					       "ea: []\n"
+					       "\"true\": 1\n"
+					       "s:\n- a\n- k: v\n  k2: []\n");
 	docs = json_pack("[O]", doc);
 	text = round_trip(docs);
 	free(text);
@@ -514,7 +576,8 @@ static void test_emitter_quoting(void **state)
 	co_buf_reset(&out);
 	doc = json_pack("{s:s,s:s}", "crlf", "x\r\ny\n", "ls", "p\xe2\x80\xa8q\nr");
 	assert_int_equal(co_yaml_dump(&out, doc, &err), 0);
-	assert_string_equal(co_buf_cstr(&out), "crlf: \"x\\r\\ny\\n\"\nls: \"p\\Lq\\nr\"\n");
+	assert_string_equal(co_buf_cstr(&out),
+			    "crlf: \"x\\r\\ny\\n\"\nls: \"p\\Lq\\nr\"\n");
 	docs = json_pack("[o]", doc);
 	free(round_trip(docs));
 	json_decref(docs);
@@ -545,8 +608,8 @@ static void test_emitter_quoting(void **state)
 /* Dumping the manifests is stable: dump(load(dump(x))) == dump(x). */
 static void test_corpus_fixtures_round_trip(void **state)
 {
-	static const char *const names[] = { "gotk-sync.yaml", "app.yaml",
-					     "kustomization.yaml" };
+	static const char *const names[] = {"gotk-sync.yaml", "app.yaml",
+					    "kustomization.yaml"};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		json_t *docs = load_fixture(names[i]);
