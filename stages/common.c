@@ -12,8 +12,6 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/yaml.h"
-#include "clients/kube.h"
-#include "clients/kubeconfig.h"
 #include "engine/pipeline.h"
 
 #include <ctype.h>
@@ -167,41 +165,6 @@ void co_stages_git_opts(struct co_stage_run *run, const char *url, struct co_git
 	opts->cache_dir = *ret_cache;
 	opts->token_env = co_stages_req(run, "gitTokenEnv", NULL);
 	opts->ssh_key = co_stages_req(run, "gitSshKey", NULL);
-}
-
-int co_stages_kube_from_path(struct co_stage_run *run, const char *path,
-			     struct co_kube **ret, struct co_error *err)
-{
-	struct co_kubeconfig *cfg = NULL;
-	const struct co_pipeline_services *svc = co_pipeline_services(co_stage_pipeline(run));
-	int rc;
-
-	if (!svc || !svc->http)
-		return co_error_set(err, -EINVAL, "no http client for the kubernetes client");
-	rc = co_kubeconfig_load(&cfg, path, NULL, err);
-	if (rc < 0)
-		return rc;
-	rc = co_kube_new(ret, co_stage_loop(run), svc->http, cfg, err);
-	co_kubeconfig_free(cfg);
-	return rc;
-}
-
-int co_stages_kube_from_text(struct co_stage_run *run, const char *yaml, struct co_kube **ret,
-			     struct co_error *err)
-{
-	struct co_kubeconfig *cfg = NULL;
-	const struct co_pipeline_services *svc = co_pipeline_services(co_stage_pipeline(run));
-	int rc;
-
-	if (!svc || !svc->http)
-		return co_error_set(err, -EINVAL, "no http client for the kubernetes client");
-	rc = co_kubeconfig_parse(&cfg, yaml, strlen(yaml), "provider kubeconfig", NULL, NULL,
-				 err);
-	if (rc < 0)
-		return rc;
-	rc = co_kube_new(ret, co_stage_loop(run), svc->http, cfg, err);
-	co_kubeconfig_free(cfg);
-	return rc;
 }
 
 json_t *co_stages_cluster_vars(struct co_stage_run *run)

@@ -36,5 +36,8 @@ int cmd_version(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 int cmd_traffic(int argc, char **argv);
 int cmd_loadtest(int argc, char **argv);
+int cmd_upgrade(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 
 #endif

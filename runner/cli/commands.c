@@ -11,6 +11,11 @@ const struct co_cli_command co_cli_commands[] = {
 	{ "help", cmd_help, "show help for cutover or one of its commands" },
 	{ "traffic", cmd_traffic, "show and shift load-balancer traffic between clusters" },
 	{ "loadtest", cmd_loadtest, "generate HTTP load (hey-compatible flags) and report" },
+#ifdef CO_HAVE_PIPELINE_CLI
+	{ "upgrade", cmd_upgrade, "replace a cluster with a new one, blue/green (the pipeline)" },
+	{ "resume", cmd_resume, "continue a stopped or interrupted pipeline" },
+	{ "status", cmd_status, "show a pipeline's stages, or list pipelines" },
+#endif
 	{ "version", cmd_version, "print the version of cutover" },
 	{ NULL, NULL, NULL },
 };
