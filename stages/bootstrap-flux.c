@@ -40,14 +40,14 @@ enum state {
 	ST_INSTALLING,   /* apply Flux components */
 	ST_APPLYING,     /* namespace, cluster-vars, sync objects */
 	ST_WAITING,      /* both Ready at HEAD */
-	ST_DONE,
+	ST_DONE,         /* outputs recorded; not journaled (the engine marks done) */
 };
 
 static const char *const state_names[] = {
 	[ST_FETCHING] = "fetching",       [ST_READING] = "reading",
 	[ST_COMMITTING] = "committing",   [ST_CHECKING_API] = "checking-api",
 	[ST_INSTALLING] = "installing",   [ST_APPLYING] = "applying",
-	[ST_WAITING] = "waiting",         [ST_DONE] = "done",
+	[ST_WAITING] = "waiting",
 };
 
 enum wait_step { W_HEAD, W_SOURCE, W_KUSTOMIZATION };
@@ -73,7 +73,8 @@ static void step(struct co_sm *sm);
 static void set_state(struct bootstrap *b, enum state s, const json_t *details)
 {
 	b->state = s;
-	if (co_sm_set_state(&b->sm, state_names[s], details))
+	/* the engine journals "done" itself, after the outputs are recorded */
+	if (s == ST_DONE || co_sm_set_state(&b->sm, state_names[s], details))
 		step(&b->sm);
 }
 

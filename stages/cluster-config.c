@@ -27,13 +27,12 @@
 enum state {
 	ST_READING, /* fleet tip and the cluster path's Kustomizations */
 	ST_WAITING, /* all Ready at HEAD */
-	ST_DONE,
+	ST_DONE,         /* outputs recorded; not journaled (the engine marks done) */
 };
 
 static const char *const state_names[] = {
 	[ST_READING] = "reading",
 	[ST_WAITING] = "waiting",
-	[ST_DONE] = "done",
 };
 
 struct config {
@@ -56,7 +55,8 @@ static void step(struct co_sm *sm);
 static void set_state(struct config *c, enum state s, const json_t *details)
 {
 	c->state = s;
-	if (co_sm_set_state(&c->sm, state_names[s], details))
+	/* the engine journals "done" itself, after the outputs are recorded */
+	if (s == ST_DONE || co_sm_set_state(&c->sm, state_names[s], details))
 		step(&c->sm);
 }
 

@@ -34,14 +34,13 @@ enum state {
 	ST_CREATING,        /* provider get, then create when missing */
 	ST_REGISTERING,     /* kubeconfig and registry entry */
 	ST_WAITING_VERSION, /* /version answers the target */
-	ST_DONE,
+	ST_DONE,         /* outputs recorded; not journaled (the engine marks done) */
 };
 
 static const char *const state_names[] = {
 	[ST_CREATING] = "creating",
 	[ST_REGISTERING] = "registering",
 	[ST_WAITING_VERSION] = "waiting-version",
-	[ST_DONE] = "done",
 };
 
 struct create {
@@ -68,7 +67,8 @@ static const struct co_pipeline_services *svc_of(struct create *c)
 static void set_state(struct create *c, enum state s, const json_t *details)
 {
 	c->state = s;
-	if (co_sm_set_state(&c->sm, state_names[s], details))
+	/* the engine journals "done" itself, after the outputs are recorded */
+	if (s == ST_DONE || co_sm_set_state(&c->sm, state_names[s], details))
 		step(&c->sm);
 }
 

@@ -41,13 +41,13 @@ enum state {
 	ST_CHECKING_NEW,   /* new cluster name not taken */
 	ST_SCANNING,       /* removed-API scan of the fleet and tenant repos */
 	ST_CHECKING_REACH, /* load balancer and Prometheus reachable */
-	ST_DONE,
+	ST_DONE,         /* outputs recorded; not journaled (the engine marks done) */
 };
 
 static const char *const state_names[] = {
 	[ST_VALIDATING] = "validating",   [ST_CHECKING_OLD] = "checking-old",
 	[ST_CHECKING_NEW] = "checking-new", [ST_SCANNING] = "scanning",
-	[ST_CHECKING_REACH] = "checking-reach", [ST_DONE] = "done",
+	[ST_CHECKING_REACH] = "checking-reach",
 };
 
 enum scan_step { SCAN_FETCH, SCAN_CHECKOUT, SCAN_BUILD };
@@ -101,7 +101,8 @@ static void fail(struct preflight *pf, int code, const char *fmt, ...)
 static void set_state(struct preflight *pf, enum state s)
 {
 	pf->state = s;
-	if (!co_sm_set_state(&pf->sm, state_names[s], NULL))
+	/* the engine journals "done" itself, after the outputs are recorded */
+	if (s != ST_DONE && !co_sm_set_state(&pf->sm, state_names[s], NULL))
 		return;
 	step(&pf->sm);
 }

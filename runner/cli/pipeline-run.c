@@ -171,10 +171,34 @@ static void print_report(const struct co_cli_pipeline *o, struct runner *r)
 	blocking = json_object_get(json_object_get(json_object_get(sum, "outputs"),
 						   "preflight"),
 				   "blocking");
-	if (r->res.status < 0 && r->res.status != -EINTR && json_array_size(blocking)) {
-		fprintf(stderr, "objects blocking the upgrade:\n");
-		json_array_foreach(blocking, i, v)
-			fprintf(stderr, "  %s\n", json_string_value(v));
+	if (r->res.status < 0 && r->res.status != -EINTR) {
+		const json_t *req = json_object_get(sum, "request");
+		const char *new = json_string_value(json_object_get(req, "new"));
+		const json_t *cc = NULL;
+
+		if (json_array_size(blocking)) {
+			fprintf(stderr, "objects blocking the upgrade:\n");
+			json_array_foreach(blocking, i, v)
+				fprintf(stderr, "  %s\n", json_string_value(v));
+		}
+		json_array_foreach(json_object_get(sum, "stages"), i, v)
+			if (strcmp(json_string_value(json_object_get(v, "name")),
+				   "create-cluster") == 0)
+				cc = v;
+		if (!cc || strcmp(json_string_value(json_object_get(cc, "state")),
+				  "pending") == 0)
+			fprintf(stderr, "cutover: no cluster was created; the old cluster and "
+				"the load balancer are untouched\n");
+		else if (o->keep_failed || json_is_true(json_object_get(req, "keepFailed")))
+			fprintf(stderr, "cutover: --keep-failed: cluster '%s' is kept for "
+				"inspection\n", new ? new : "?");
+		else if (json_object_get(cc, "cleanup") &&
+			 strcmp(json_string_value(json_object_get(cc, "cleanup")), "cleaned") == 0)
+			fprintf(stderr, "cutover: cluster '%s' deleted; the old cluster and the "
+				"load balancer are untouched\n", new ? new : "?");
+		else
+			fprintf(stderr, "cutover: cleanup of cluster '%s' did not finish; see "
+				"'cutover status %s'\n", new ? new : "?", o->id);
 	}
 	if (r->res.status == 0) {
 		outs = json_object_get(json_object_get(sum, "outputs"), "create-cluster");
@@ -276,14 +300,8 @@ int co_cli_run_pipeline(const struct co_cli_pipeline *o)
 			fprintf(stderr, "cutover: %s\n", r.res.err.msg);
 			code = r.signal == SIGTERM ? CO_EXIT_SIGTERM : CO_EXIT_SIGINT;
 		} else {
-			fprintf(stderr, "cutover: pipeline '%s' failed at stage '%s': %s\n", o->id,
-				r.res.failed_stage ? r.res.failed_stage : "?", r.res.err.msg);
-			if (r.res.cleaned_up)
-				fprintf(stderr, "cutover: cleaned up: the new cluster is deleted; "
-					"the old cluster and the load balancer are untouched\n");
-			else if (popts.keep_failed)
-				fprintf(stderr, "cutover: --keep-failed: the new cluster is kept "
-					"for inspection\n");
+			fprintf(stderr, "cutover: pipeline '%s' failed: %s\n", o->id,
+				r.res.err.msg);
 			code = CO_EXIT_FAILED;
 		}
 		print_report(o, &r);

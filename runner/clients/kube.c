@@ -65,6 +65,8 @@ struct co_kube {
 	int64_t exec_expiry_ms;
 	struct co_subproc *exec_proc;
 	bool freeing;
+	unsigned dispatching;          /* callbacks running: a co_kube_free() from inside
+					* one frees only once they have returned */
 };
 
 struct co_kube_watch {
@@ -229,8 +231,10 @@ static void op_finish(struct op *op, struct co_kube_result *res)
 	struct co_kube *kube = op->kube;
 
 	op_unlink(op);
+	kube->dispatching++;
 	if (op->cb)
 		op->cb(res, op->data);
+	kube->dispatching--;
 	op_free(op);
 	maybe_free_kube(kube);
 }
@@ -787,7 +791,8 @@ static void really_free(struct co_kube *kube)
 
 static void maybe_free_kube(struct co_kube *kube)
 {
-	if (kube->freeing && !kube->ops && !kube->watches && !kube->exec_proc)
+	if (kube->freeing && !kube->dispatching && !kube->ops && !kube->watches &&
+	    !kube->exec_proc)
 		really_free(kube);
 }
 
