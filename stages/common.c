@@ -16,6 +16,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,6 +119,38 @@ void co_sm_cancel(struct co_stage_run *run)
 	co_sm_finish(sm, -ECANCELED, NULL);
 }
 
+static void crash_now(uv_timer_t *t)
+{
+	(void)t;
+	raise(SIGKILL);
+}
+
+/*
+ * Crash tests: CUTOVER_CRASH_AT="stage:state" kills the runner with SIGKILL right
+ * after that state is journaled, "stage:state+MS" MS milliseconds later (while the
+ * state's operation is in flight). Resume must then reach the same end state.
+ */
+static void crash_hook(struct co_sm *sm, const char *state)
+{
+	const char *spec = getenv("CUTOVER_CRASH_AT");
+	const char *stage = co_stage_name(sm->run);
+	size_t sl = strlen(stage), tl = strlen(state);
+	uv_timer_t *t;
+
+	if (!spec || strncmp(spec, stage, sl) != 0 || spec[sl] != ':' ||
+	    strncmp(spec + sl + 1, state, tl) != 0)
+		return;
+	spec += sl + 1 + tl;
+	if (*spec == '\0')
+		raise(SIGKILL);
+	if (*spec != '+')
+		return;
+	t = co_calloc(1, sizeof(*t));
+	uv_timer_init(co_stage_loop(sm->run), t);
+	uv_timer_start(t, crash_now, strtoull(spec + 1, NULL, 10), 0);
+	uv_unref((uv_handle_t *)t);
+}
+
 bool co_sm_set_state(struct co_sm *sm, const char *state, const json_t *details)
 {
 	struct co_error err = CO_ERROR_INIT;
@@ -126,6 +159,7 @@ bool co_sm_set_state(struct co_sm *sm, const char *state, const json_t *details)
 		co_sm_finish(sm, err.code ? err.code : -EIO, &err);
 		return false;
 	}
+	crash_hook(sm, state);
 	return true;
 }
 

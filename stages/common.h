@@ -53,7 +53,8 @@ void co_sm_finish(struct co_sm *sm, int status, const struct co_error *err);
 /* ops->cancel for stages built on co_sm. */
 void co_sm_cancel(struct co_stage_run *run);
 
-/* Journal a state; on a journal error finish the stage and return false. */
+/* Journal a state; on a journal error finish the stage and return false. Honours
+ * CUTOVER_CRASH_AT="stage:state[+ms]" (SIGKILL for crash tests, see common.c). */
 bool co_sm_set_state(struct co_sm *sm, const char *state, const json_t *details);
 
 /* ---- request ---- */
