@@ -181,6 +181,8 @@ struct env {
 };
 
 struct outcome {
+	uv_loop_t *loop;          /* stopped when the pipeline ends: the server keeps it
+				   * alive */
 	int calls;
 	int status;
 	char msg[512];
@@ -194,6 +196,7 @@ static void done_cb(const struct co_pipeline_result *res, void *data)
 	o->calls++;
 	o->status = res->status;
 	o->cleaned = res->cleaned_up;
+	uv_stop(o->loop);
 	snprintf(o->msg, sizeof(o->msg), "%s", res->err.msg);
 }
 
@@ -244,6 +247,7 @@ static void run(struct env *e, const struct co_stage_ops *const *stages, const j
 
 	assert_int_equal(co_pipeline_open(&p, &e->loop, &opts, &svc, &err), 0);
 	e->fake.p = p;
+	o->loop = &e->loop;
 	assert_int_equal(co_pipeline_run(p, done_cb, o, &err), 0);
 	uv_run(&e->loop, UV_RUN_DEFAULT);
 	co_pipeline_free(p);
