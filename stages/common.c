@@ -5,7 +5,8 @@
  * when nothing it started can still call back. A cancel while an operation is in
  * flight aborts that operation (or lets it run out, for libgit2 work on the thread
  * pool) and the operation's callback ends the stage; a cancel while only the timer is
- * armed ends it at once. The timer is closed before co_stage_done() runs, so the loop
+ * armed ends it on the next loop turn (or through the callback of an operation that
+ * was being started when the cancel came). The timer is closed before co_stage_done() runs, so the loop
  * holds nothing of a finished stage.
  */
 #include "stages/common.h"
@@ -53,7 +54,9 @@ static void timer_fired(uv_timer_t *t)
 	if (sm->finishing)
 		return;
 	if (sm->cancelled) {
-		co_sm_finish(sm, -ECANCELED, NULL);
+		/* an operation started since the cancel: its callback ends the stage */
+		if (!sm->busy)
+			co_sm_finish(sm, -ECANCELED, NULL);
 		return;
 	}
 	sm->step(sm);
@@ -116,7 +119,12 @@ void co_sm_cancel(struct co_stage_run *run)
 			sm->on_cancel(sm);
 		return;
 	}
-	co_sm_finish(sm, -ECANCELED, NULL);
+	/*
+	 * Not from here: the cancel may come from inside a call that is starting an
+	 * operation (a stop requested while the provider is being called), which then
+	 * marks itself busy on return. The timer decides on the next loop turn.
+	 */
+	uv_timer_start(&sm->timer, timer_fired, 0, 0);
 }
 
 static void crash_now(uv_timer_t *t)

@@ -69,6 +69,7 @@ static void test_seed_fleet_and_tenants(void **state)
 		      "clusters/staging/northeurope/checks/", dir);
 	assert_non_null(strstr(mode, "100755"));
 
+	free(files);
 	files = sh_out("git --git-dir=%s/repos/tenant-core.git ls-tree -r --name-only main",
 		       dir);
 	assert_non_null(strstr(files, "deploy/base/deployment.yaml\n"));
