@@ -70,6 +70,7 @@ static void fail_err(struct config *c, struct co_error *err, int fallback)
 static void git_cb(struct co_git_result *res, void *data)
 {
 	struct config *c = data;
+	json_t *details;
 
 	if (co_sm_op_done(&c->sm))
 		return;
@@ -93,7 +94,9 @@ static void git_cb(struct co_git_result *res, void *data)
 		fail_err(c, &err, -ENOENT);
 		return;
 	}
-	set_state(c, ST_WAITING, json_pack("{s:O}", "kustomizations", c->names));
+	details = json_pack("{s:O}", "kustomizations", c->names);
+	set_state(c, ST_WAITING, details);
+	json_decref(details);
 }
 
 static void enter_reading(struct config *c)
