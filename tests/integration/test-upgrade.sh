@@ -139,6 +139,42 @@ done
 creates=$(grep -c '"to":"creating"' "$CUTOVER_STATE_DIR"/pipelines/cluster1-to-cluster3/journal.jsonl)
 [ "$creates" = 2 ] && ok "creating journaled once per run" || fail "creating entries: $creates"
 
+# ---- signals: the first SIGINT/SIGTERM stops gracefully (130/143), resumable ----
+for sig in INT TERM; do
+	name=cluster-sig-$(echo $sig | tr A-Z a-z)
+	"$CUTOVER" upgrade cluster1 --to $name --image rancher/k3s:v1.27.1-k3s1 \
+		>"$T/sig-$name.log" 2>&1 &
+	pid=$!
+	for _ in $(seq 400); do
+		grep -q '"stage":"bootstrap-flux"' "$T/sig-$name.log" && break
+		sleep 0.01
+	done
+	kill -$sig $pid
+	wait $pid
+	rc=$?
+	want=130
+	[ $sig = TERM ] && want=143
+	st=$("$CUTOVER" status cluster1-to-$name -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+	if [ $rc -eq $want ] && [ "$st" = stopped ]; then
+		ok "SIG$sig: exit $rc, pipeline stopped and resumable"
+	else
+		fail "SIG$sig: exit $rc (want $want), state '$st'"
+		tail -5 "$T/sig-$name.log"
+	fi
+	"$CUTOVER" resume cluster1-to-$name >"$T/sig-resume-$name.log" 2>&1 &&
+		[ "$(sim_count $name)" = 1 ] && ok "resumed after SIG$sig" ||
+		fail "resume after SIG$sig"
+	"$CUTOVER" cluster delete $name >/dev/null 2>&1
+done
+
+# ---- an unreachable Prometheus fails preflight ----
+"$CUTOVER" upgrade cluster1 --to cluster30 --image rancher/k3s:v1.27.1-k3s1 \
+	--prometheus-url http://127.0.0.1:1 >"$T/prom.log" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q "prometheus 'http://127.0.0.1:1/-/ready' does not answer" "$T/prom.log" &&
+	[ "$(sim_count cluster30)" = 0 ] && ok "unreachable prometheus fails preflight" ||
+	{ fail "prometheus check: rc $rc"; tail -3 "$T/prom.log"; }
+
 # ---- 3. a removed API fails preflight before anything is created ----
 git clone -q "$CUTOVER_STATE_DIR/repos/tenant-core.git" "$T/tenant" || die "clone tenant-core"
 cat >"$T/tenant/deploy/base/psp.yaml" <<'YAML'
