@@ -120,9 +120,10 @@ int co_http_response_json(const struct co_http_response *res, json_t **ret,
 
 /* --- completion ----------------------------------------------------------------- */
 
+/* "Connection refused" -> "connection refused", but "OpenSSL ..." stays. */
 static void lower_first(char *s)
 {
-	if (s[0] >= 'A' && s[0] <= 'Z')
+	if (s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'a' && s[1] <= 'z')
 		s[0] = (char)(s[0] - 'A' + 'a');
 }
 
@@ -201,6 +202,13 @@ static int map_result(struct co_http_call *call, CURLcode rc, char *msg, size_t 
 			snprintf(msg, n, "%s", strerror((int)os_errno));
 			lower_first(msg);
 			return -(int)os_errno;
+		}
+		/* No socket error on a TLS connection: the peer sent an alert (with TLS
+		 * 1.3 a refused client certificate surfaces on the first read). */
+		if (!strncasecmp(call->url, "https:", 6)) {
+			snprintf(msg, n, "tls: %s",
+				 call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc));
+			return -EPROTO;
 		}
 		break;
 	default:
