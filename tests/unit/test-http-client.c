@@ -618,6 +618,50 @@ static void test_methods_and_auth(void **state)
 	fx_finish(&f);
 }
 
+struct chain {
+	struct fx *f;
+	char *url;
+	int left;
+	int ok;
+};
+
+static void on_chain(struct co_http_response *res, void *data)
+{
+	struct chain *ch = data;
+	struct co_error err = CO_ERROR_INIT;
+
+	responses++;
+	if (res->status == 0 && res->code == 200)
+		ch->ok++;
+	/* The next request starts from inside this callback. */
+	if (--ch->left > 0)
+		assert_int_equal(co_http_request(ch->f->client, NULL,
+						 &(struct co_http_req_opts){ .url = ch->url },
+						 on_chain, ch, &err),
+				 0);
+}
+
+static void test_keepalive_reuse(void **state)
+{
+	struct co_error err = CO_ERROR_INIT;
+	struct chain ch;
+	struct fx f;
+
+	fx_init(&f, 0);
+	ch = (struct chain){ .f = &f, .url = fx_url(&f, "/echo"), .left = 5 };
+	assert_int_equal(co_http_request(f.client, NULL,
+					 &(struct co_http_req_opts){ .url = ch.url },
+					 on_chain, &ch, &err),
+			 0);
+	fx_run(&f, 5);
+	assert_int_equal(ch.ok, 5);
+	assert_int_equal(f.srv.requests, 5);
+	/* One connection carried all five requests. */
+	assert_int_equal(f.srv.accepted, 1);
+	free(ch.url);
+	fx_finish(&f);
+}
+
 static void test_concurrent_100(void **state)
 {
 	struct got g[100];
@@ -1001,6 +1045,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_json_round_trip),
 		cmocka_unit_test(test_methods_and_auth),
+		cmocka_unit_test(test_keepalive_reuse),
 		cmocka_unit_test(test_concurrent_100),
 		cmocka_unit_test(test_deadline),
 		cmocka_unit_test(test_connection_refused),
