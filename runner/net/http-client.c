@@ -649,6 +649,13 @@ static int build_headers(struct co_http_call *call, const struct co_http_req_opt
 			goto oom;
 		l = t;
 	}
+	/* libcurl would label a raw body as a form; without a type given, send none. */
+	if (o->body && !has_header(o->headers, "Content-Type")) {
+		t = curl_slist_append(l, "Content-Type:");
+		if (!t)
+			goto oom;
+		l = t;
+	}
 	if (o->bearer_token) {
 		char *h = co_asprintf("Authorization: Bearer %s", o->bearer_token);
 

@@ -19,6 +19,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "base/log.h"
 #include "base/time.h"
 #include "net/http-client.h"
 
@@ -531,6 +532,12 @@ static void test_json_round_trip(void **state)
 	char *url;
 	struct fx f;
 
+	/* Debug logging on, into memory, to prove the token never reaches it. */
+	char *logtext = NULL;
+	size_t logsize = 0;
+	FILE *logf = open_memstream(&logtext, &logsize);
+
+	co_log_setup(CO_LOG_DEBUG, CO_LOG_JSON, logf);
 	fx_init(&f, 0);
 	url = fx_url(&f, "/echo");
 	assert_int_equal(co_http_request_json(f.client, NULL, "POST", url, body,
@@ -555,6 +562,11 @@ static void test_json_round_trip(void **state)
 	assert_null(json_object_get(g.json, "expect"));
 	assert_true(json_equal(json_object_get(g.json, "body"), body));
 	got_release(&g);
+	co_log_setup(CO_LOG_OFF, CO_LOG_JSON, NULL);
+	fclose(logf);
+	assert_non_null(strstr(logtext, "/echo"));      /* the call was logged */
+	assert_null(strstr(logtext, "s3cr3t"));
+	free(logtext);
 
 	/* A non-JSON body gives a located parse error. */
 	struct co_http_response fake = { 0 };
@@ -604,6 +616,8 @@ static void test_methods_and_auth(void **state)
 			assert_int_equal(g[i].body_len, 0);
 		} else {
 			assert_string_equal(jstr(g[i].json, "method"), methods[i]);
+			/* No invented form type for a raw body. */
+			assert_null(json_object_get(g[i].json, "content-type"));
 			assert_int_equal(json_integer_value(
 						 json_object_get(g[i].json, "body_len")),
 					 i % 2 ? 9 : 0);
