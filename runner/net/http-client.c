@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "base/log.h"
 #include "base/time.h"
@@ -65,6 +66,7 @@ struct co_http_client {
 	uv_timer_t timer;        /* curl's timeout */
 	uv_timer_t defer;        /* cancellations and close, from the loop */
 	int open_handles;
+	int poll_errno;          /* socket error behind the poll error being handled */
 	int closing;
 	int torn_down;
 	struct co_http_call *calls;
@@ -198,6 +200,10 @@ static int map_result(struct co_http_call *call, CURLcode rc, char *msg, size_t 
 		return -EPROTO;
 	case CURLE_RECV_ERROR:
 	case CURLE_SEND_ERROR:
+		/* With CURL_CSELECT_ERR curl fails the transfer without a syscall of its
+		 * own, so the socket's error is the one on_poll() fetched. */
+		if (os_errno <= 0)
+			os_errno = call->client->poll_errno;
 		if (os_errno > 0) {
 			snprintf(msg, n, "%s", strerror((int)os_errno));
 			lower_first(msg);
@@ -325,9 +331,16 @@ static void on_poll(uv_poll_t *h, int status, int events)
 	int flags = 0;
 	int running = 0;
 
-	if (status < 0)
+	if (status < 0) {
+		int so_error = 0;
+		socklen_t len = sizeof(so_error);
+
+		/* libuv has stopped this poll; curl must fail the transfer, and the
+		 * message should name the socket's error ("connection reset by peer"). */
 		flags = CURL_CSELECT_ERR;
-	else {
+		if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &so_error, &len) == 0)
+			c->poll_errno = so_error;
+	} else {
 		if (events & UV_READABLE)
 			flags |= CURL_CSELECT_IN;
 		if (events & UV_WRITABLE)
@@ -335,6 +348,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
 	}
 	curl_multi_socket_action(c->multi, p->fd, flags, &running);
 	check_multi_info(c);
+	c->poll_errno = 0;
 }
 
 static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
