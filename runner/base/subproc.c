@@ -271,13 +271,16 @@ static char **build_env(const char *const *overlay)
 static void ignore_sigpipe_once(void)
 {
 	static int done;
+	struct sigaction sa;
 
 	/* A child that exits without reading its stdin must not take the runner down
-	 * with SIGPIPE on our next write; the write reports EPIPE instead. */
-	if (!done) {
+	 * with SIGPIPE on our next write; the write reports EPIPE instead. A handler
+	 * the program installed itself is left alone. */
+	if (done)
+		return;
+	done = 1;
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
 		signal(SIGPIPE, SIG_IGN);
-		done = 1;
-	}
 }
 
 int co_subproc_run(uv_loop_t *loop, struct co_subproc **ret_proc,
@@ -363,6 +366,8 @@ int co_subproc_run(uv_loop_t *loop, struct co_subproc **ret_proc,
 			close_handle(p, (uv_handle_t *)&p->in);
 	}
 	if (opts->timeout_ms) {
+		/* The loop's cached time may be stale; the deadline counts from now. */
+		uv_update_time(loop);
 		p->phase = TIMER_DEADLINE;
 		uv_timer_start(&p->timer, on_timer, opts->timeout_ms, 0);
 	}
