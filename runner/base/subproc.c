@@ -23,16 +23,16 @@
 extern char **environ;
 
 #define DEFAULT_MAX_OUTPUT (1024 * 1024)
-#define DEFAULT_GRACE_MS 2000
+#define DEFAULT_GRACE_MS   2000
 /* After the child exits, how long output pipes held open by grandchildren are read. */
-#define DRAIN_MS 500
+#define DRAIN_MS   500
 #define READ_CHUNK 65536
 
 enum timer_phase {
 	TIMER_IDLE,
-	TIMER_DEADLINE,  /* running until timeout_ms */
-	TIMER_GRACE,     /* SIGTERM sent, SIGKILL when it fires */
-	TIMER_DRAIN,     /* child reaped, waiting for pipe EOF */
+	TIMER_DEADLINE, /* running until timeout_ms */
+	TIMER_GRACE,	/* SIGTERM sent, SIGKILL when it fires */
+	TIMER_DRAIN,	/* child reaped, waiting for pipe EOF */
 };
 
 struct co_subproc {
@@ -43,7 +43,7 @@ struct co_subproc {
 	uv_pipe_t errp;
 	uv_timer_t timer;
 	uv_write_t write_req;
-	int open_handles;        /* handles initialised and not yet closed */
+	int open_handles; /* handles initialised and not yet closed */
 	int has_in;
 	int process_started;
 
@@ -56,8 +56,8 @@ struct co_subproc {
 	int exited;
 	int out_eof;
 	int err_eof;
-	int finishing;           /* handles closing, callback pending */
-	int status;              /* 0, -ETIMEDOUT or -ECANCELED */
+	int finishing; /* handles closing, callback pending */
+	int status;    /* 0, -ETIMEDOUT or -ECANCELED */
 	uint64_t start_ms;
 
 	struct co_subproc_result res;
@@ -260,7 +260,8 @@ static char **build_env(const char *const *overlay)
 		/* A key given twice in the overlay: the last one wins. */
 		for (size_t k = j + 1; k < nover && !dup; k++)
 			dup = key_len(overlay[k]) == key_len(overlay[j]) &&
-			      !strncmp(overlay[k], overlay[j], (size_t)key_len(overlay[j]));
+			      !strncmp(overlay[k], overlay[j],
+				       (size_t)key_len(overlay[j]));
 		if (!dup)
 			env[n++] = (char *)overlay[j];
 	}
@@ -287,14 +288,15 @@ int co_subproc_run(uv_loop_t *loop, struct co_subproc **ret_proc,
 		   const struct co_subproc_opts *opts, co_subproc_cb cb, void *data,
 		   struct co_error *err)
 {
-	uv_process_options_t po = { 0 };
+	uv_process_options_t po = {0};
 	uv_stdio_container_t stdio[3];
 	struct co_subproc *p;
 	char **env = NULL;
 	int r;
 
 	if (!loop || !opts || !opts->argv || !opts->argv[0] || !cb)
-		return co_error_set(err, -EINVAL, "spawn: missing loop, argv or callback");
+		return co_error_set(err, -EINVAL,
+				    "spawn: missing loop, argv or callback");
 
 	ignore_sigpipe_once();
 	p = co_calloc(1, sizeof(*p));
@@ -326,7 +328,7 @@ int co_subproc_run(uv_loop_t *loop, struct co_subproc **ret_proc,
 		stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
 		stdio[0].data.stream = (uv_stream_t *)&p->in;
 	} else {
-		stdio[0].flags = UV_IGNORE;   /* libuv opens /dev/null */
+		stdio[0].flags = UV_IGNORE; /* libuv opens /dev/null */
 	}
 	stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
 	stdio[1].data.stream = (uv_stream_t *)&p->out;
@@ -408,10 +410,10 @@ static void sync_cb(struct co_subproc_result *res, void *data)
 	ctx->done = 1;
 }
 
-int co_subproc_run_sync(const struct co_subproc_opts *opts,
-			struct co_subproc_result *res, struct co_error *err)
+int co_subproc_run_sync(const struct co_subproc_opts *opts, struct co_subproc_result *res,
+			struct co_error *err)
 {
-	struct sync_ctx ctx = { .res = res };
+	struct sync_ctx ctx = {.res = res};
 	uv_loop_t loop;
 	int r;
 

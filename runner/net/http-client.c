@@ -27,7 +27,7 @@
 #include "base/time.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000
-#define DEFAULT_MAX_BODY ((size_t)64 * 1024 * 1024)
+#define DEFAULT_MAX_BODY	   ((size_t)64 * 1024 * 1024)
 /* Bound on the raw header block of one response (curl bounds each single line). */
 #define MAX_HEADER_BLOCK (256 * 1024)
 
@@ -53,8 +53,8 @@ struct co_http_call {
 	co_http_data_cb on_data;
 	co_http_cb cb;
 	void *data;
-	int cancelled;    /* co_http_cancel() or client close: report -ECANCELED */
-	int abort_status; /* set by the write/header callbacks when they stop a transfer */
+	int cancelled;	  /* co_http_cancel() or client close: report -ECANCELED */
+	int abort_status; /* set when a write/header callback stops the transfer */
 	uint64_t start_ms;
 	struct co_http_response res;
 	char errbuf[CURL_ERROR_SIZE];
@@ -63,10 +63,10 @@ struct co_http_call {
 struct co_http_client {
 	uv_loop_t *loop;
 	CURLM *multi;
-	uv_timer_t timer;        /* curl's timeout */
-	uv_timer_t defer;        /* cancellations and close, from the loop */
+	uv_timer_t timer; /* curl's timeout */
+	uv_timer_t defer; /* cancellations and close, from the loop */
 	int open_handles;
-	int poll_errno;          /* socket error behind the poll error being handled */
+	int poll_errno; /* socket error behind the poll error being handled */
 	int closing;
 	int torn_down;
 	struct co_http_call *calls;
@@ -96,7 +96,8 @@ char *co_http_response_header(const struct co_http_response *res, const char *na
 
 			while (v < ve && (*v == ' ' || *v == '\t'))
 				v++;
-			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+			while (ve > v &&
+			       (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
 				ve--;
 			return co_strndup(v, (size_t)(ve - v));
 		}
@@ -141,7 +142,8 @@ static int map_result(struct co_http_call *call, CURLcode rc, char *msg, size_t 
 		if (call->abort_status == -E2BIG)
 			snprintf(msg, n, "response body over %zu bytes", call->max_body);
 		else if (call->abort_status == -EPROTO)
-			snprintf(msg, n, "response headers over %d bytes", MAX_HEADER_BLOCK);
+			snprintf(msg, n, "response headers over %d bytes",
+				 MAX_HEADER_BLOCK);
 		else
 			snprintf(msg, n, "aborted by the data callback");
 		return call->abort_status;
@@ -274,8 +276,8 @@ static void finish_call(struct co_http_call *call, CURLcode rc)
 	call->res.code = code;
 	call->res.elapsed_ms = co_time_mono_ms() - call->start_ms;
 	if (call->res.status < 0)
-		co_error_set(&call->res.err, call->res.status, "%s '%s': %s", call->method,
-			     call->url, msg);
+		co_error_set(&call->res.err, call->res.status, "%s '%s': %s",
+			     call->method, call->url, msg);
 	co_log_debug("http", "%s '%s': status %d code %ld in %llu ms", call->method,
 		     call->url, call->res.status, code,
 		     (unsigned long long)call->res.elapsed_ms);
@@ -497,7 +499,8 @@ int co_http_client_new(struct co_http_client **ret_client, uv_loop_t *loop,
 	return 0;
 }
 
-void co_http_client_close(struct co_http_client *c, co_http_client_close_cb cb, void *data)
+void co_http_client_close(struct co_http_client *c, co_http_client_close_cb cb,
+			  void *data)
 {
 	if (!c || c->closing)
 		return;
@@ -569,10 +572,10 @@ static int setup_easy(struct co_http_call *call, const struct co_http_req_opts *
 	int is_head = !strcmp(call->method, "HEAD");
 	CURLcode rc = CURLE_OK;
 
-#define SET(opt, val)                                                             \
-	do {                                                                      \
-		if (rc == CURLE_OK)                                               \
-			rc = curl_easy_setopt(e, opt, val);                       \
+#define SET(opt, val)                                                                    \
+	do {                                                                             \
+		if (rc == CURLE_OK)                                                      \
+			rc = curl_easy_setopt(e, opt, val);                              \
 	} while (0)
 
 	SET(CURLOPT_URL, call->url);
@@ -615,18 +618,19 @@ static int setup_easy(struct co_http_call *call, const struct co_http_req_opts *
 		SET(CURLOPT_UNIX_SOCKET_PATH, o->unix_socket);
 
 	if (o->ca_pem) {
-		struct curl_blob b = { (void *)o->ca_pem, o->ca_pem_len, CURL_BLOB_COPY };
+		struct curl_blob b = {(void *)o->ca_pem, o->ca_pem_len, CURL_BLOB_COPY};
 
 		SET(CURLOPT_CAINFO_BLOB, &b);
 	}
 	if (o->cert_pem) {
-		struct curl_blob b = { (void *)o->cert_pem, o->cert_pem_len, CURL_BLOB_COPY };
+		struct curl_blob b = {(void *)o->cert_pem, o->cert_pem_len,
+				      CURL_BLOB_COPY};
 
 		SET(CURLOPT_SSLCERTTYPE, "PEM");
 		SET(CURLOPT_SSLCERT_BLOB, &b);
 	}
 	if (o->key_pem) {
-		struct curl_blob b = { (void *)o->key_pem, o->key_pem_len, CURL_BLOB_COPY };
+		struct curl_blob b = {(void *)o->key_pem, o->key_pem_len, CURL_BLOB_COPY};
 
 		SET(CURLOPT_SSLKEYTYPE, "PEM");
 		SET(CURLOPT_SSLKEY_BLOB, &b);
@@ -698,7 +702,8 @@ int co_http_request(struct co_http_client *c, struct co_http_call **ret_call,
 	int r;
 
 	if (!c || !o || !o->url || !cb)
-		return co_error_set(err, -EINVAL, "http request: missing client, url or callback");
+		return co_error_set(err, -EINVAL,
+				    "http request: missing client, url or callback");
 	method = o->method ? o->method : o->body ? "POST" : "GET";
 	if (c->closing)
 		return co_error_set(err, -ECANCELED, "%s '%s': client is closing", method,
@@ -764,7 +769,7 @@ int co_http_request_json(struct co_http_client *c, struct co_http_call **ret_cal
 			 const struct co_http_req_opts *base, co_http_cb cb, void *data,
 			 struct co_error *err)
 {
-	struct co_http_req_opts o = { 0 };
+	struct co_http_req_opts o = {0};
 	const char **headers;
 	size_t n = 0, i = 0;
 	char *text = NULL;
@@ -785,7 +790,8 @@ int co_http_request_json(struct co_http_client *c, struct co_http_call **ret_cal
 		text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
 		if (!text) {
 			free(headers);
-			return co_error_set(err, -EINVAL, "%s '%s': cannot serialise json body",
+			return co_error_set(err, -EINVAL,
+					    "%s '%s': cannot serialise json body",
 					    method ? method : "POST", url ? url : "");
 		}
 		o.body = text;
