@@ -8,6 +8,7 @@
 #include <string.h>
 
 const struct co_cli_command co_cli_commands[] = {
+	{ "compare", cmd_compare, "judge a candidate cluster against a baseline from Prometheus" },
 	{ "help", cmd_help, "show help for cutover or one of its commands" },
 	{ "version", cmd_version, "print the version of cutover" },
 	{ NULL, NULL, NULL },
