@@ -158,8 +158,9 @@ static int start(struct co_prom_client *c, struct co_prom_query **ret_query,
 	q->data = data;
 	q->timeout_ms = timeout_ms ? timeout_ms : c->timeout_ms;
 	q->desc = co_asprintf("query '%.80s%s'", promql, strlen(promql) > 80 ? "..." : "");
-	/* Prometheus's own evaluation timeout, a little under ours so its error wins. */
-	snprintf(tbuf, sizeof(tbuf), "%.3fs",
+	/* Prometheus's own evaluation timeout, a little under ours so its error wins;
+	 * plain seconds, because its duration syntax has no fractions ("1.5s"). */
+	snprintf(tbuf, sizeof(tbuf), "%.3f",
 		 q->timeout_ms > 200 ? (double)(q->timeout_ms - 100) / 1000
 				     : (double)q->timeout_ms / 1000);
 	co_buf_puts(params, "&timeout=");
