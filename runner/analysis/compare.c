@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "analysis/template.h"
 #include "base/buf.h"
 #include "clients/prom.h"
 
@@ -31,30 +30,6 @@ struct co_compare {
 	co_compare_cb cb;
 	void *data;
 };
-
-int co_compare_render(char **ret_query, const struct co_judge_config *cfg,
-		      const struct co_judge_metric *m, const char *cluster,
-		      const char *namespace_re, const char *app_re, struct co_error *err)
-{
-	const struct co_template_var vars[] = {
-		{ "cluster", cluster },
-		{ "namespace", namespace_re ? namespace_re : ".*" },
-		{ "app", app_re ? app_re : ".*" },
-		{ "interval", cfg->interval },
-	};
-	struct co_buf b = CO_BUF_INIT;
-	int rc;
-
-	rc = co_template_render(&b, m->query, vars, sizeof(vars) / sizeof(vars[0]),
-				CO_TEMPLATE_PROMQL, err);
-	if (rc < 0) {
-		co_error_prefix(err, "metric '%s'", m->name);
-		co_buf_release(&b);
-		return rc;
-	}
-	*ret_query = co_buf_detach(&b, NULL);
-	return 0;
-}
 
 static void side_release(struct co_compare_side *s)
 {
@@ -166,10 +141,10 @@ int co_compare_start(struct co_compare **ret_cmp, struct co_prom_client *prom,
 	res->end = p->end;
 	res->step = p->step;
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		rc = co_compare_render(&res->baseline[i].query, cfg, &cfg->metrics[i],
+		rc = co_judge_render_query(&res->baseline[i].query, cfg, &cfg->metrics[i],
 				       p->baseline, p->namespace_re, p->app_re, err);
 		if (rc == 0)
-			rc = co_compare_render(&res->candidate[i].query, cfg, &cfg->metrics[i],
+			rc = co_judge_render_query(&res->candidate[i].query, cfg, &cfg->metrics[i],
 					       p->candidate, p->namespace_re, p->app_re, err);
 	}
 	if (rc < 0) {

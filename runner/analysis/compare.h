@@ -74,9 +74,4 @@ void co_compare_result_free(struct co_compare_result *res);
 /* The judge's JSON plus the window, the rendered queries and the samples. */
 json_t *co_compare_result_json(const struct co_compare_result *res);
 
-/* Render one metric's query for a cluster: 0 or -EINVAL with err. Caller frees. */
-int co_compare_render(char **ret_query, const struct co_judge_config *cfg,
-		      const struct co_judge_metric *m, const char *cluster,
-		      const char *namespace_re, const char *app_re, struct co_error *err);
-
 #endif

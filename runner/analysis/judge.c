@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analysis/template.h"
 #include "base/buf.h"
 
 /* ---- names ---- */
@@ -460,6 +461,31 @@ int co_judge_config_preset(struct co_judge_config **ret_cfg, const char *name,
 	rc = co_judge_config_from_json(ret_cfg, doc, err);
 	json_decref(doc);
 	return rc;
+}
+
+int co_judge_render_query(char **ret_query, const struct co_judge_config *cfg,
+			  const struct co_judge_metric *m, const char *cluster,
+			  const char *namespace_re, const char *app_re,
+			  struct co_error *err)
+{
+	const struct co_template_var vars[] = {
+		{ "cluster", cluster },
+		{ "namespace", namespace_re ? namespace_re : ".*" },
+		{ "app", app_re ? app_re : ".*" },
+		{ "interval", cfg->interval },
+	};
+	struct co_buf b = CO_BUF_INIT;
+	int rc;
+
+	rc = co_template_render(&b, m->query, vars, sizeof(vars) / sizeof(vars[0]),
+				CO_TEMPLATE_PROMQL, err);
+	if (rc < 0) {
+		co_error_prefix(err, "metric '%s'", m->name);
+		co_buf_release(&b);
+		return rc;
+	}
+	*ret_query = co_buf_detach(&b, NULL);
+	return 0;
 }
 
 /* ---- classification ---- */

@@ -152,6 +152,17 @@ void co_judge_config_free(struct co_judge_config *cfg);
 int co_judge_parse_rule(struct co_judge_rule *ret_rule, const char *text,
 			struct co_error *err);
 
+/*
+ * Render metric m's query for one cluster: {{ cluster }}, {{ namespace }} and
+ * {{ app }} (regexes; NULL = ".*"), {{ interval }} from the config; values are
+ * escaped for PromQL strings. New string in *ret_query (caller frees), or -EINVAL
+ * with err ("metric 'x': unknown variable 'y' in template at offset 3").
+ */
+int co_judge_render_query(char **ret_query, const struct co_judge_config *cfg,
+			  const struct co_judge_metric *m, const char *cluster,
+			  const char *namespace_re, const char *app_re,
+			  struct co_error *err);
+
 /* ---- judging ---- */
 
 /* The samples of one side of one metric; values borrowed for co_judge_run(). */

@@ -472,6 +472,42 @@ static void test_json(void **state)
 	co_judge_config_free(cfg);
 }
 
+static void test_render(void **state)
+{
+	static const char *const names[] = { "kubesim", "istio", "nginx" };
+	struct co_judge_config *cfg = NULL;
+	struct co_error err = CO_ERROR_INIT;
+	char *q;
+
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(co_judge_config_preset(&cfg, names[i], NULL), 0);
+		for (size_t m = 0; m < cfg->n_metrics; m++) {
+			assert_int_equal(co_judge_render_query(&q, cfg, &cfg->metrics[m],
+							       "green", "core", NULL, NULL), 0);
+			assert_null(strstr(q, "{{"));
+			assert_non_null(strstr(q, "cluster=\"green\""));
+			assert_non_null(strstr(q, "=~\"core\""));
+			free(q);
+		}
+		co_judge_config_free(cfg);
+	}
+	assert_int_equal(co_judge_config_preset(&cfg, "kubesim", NULL), 0);
+	assert_int_equal(co_judge_render_query(&q, cfg, &cfg->metrics[ERR], "a\"b", NULL,
+					       "pod\\.info", NULL), 0);
+	assert_string_equal(q, "(sum(rate(http_requests_total{cluster=\"a\\\"b\","
+			       "namespace=~\".*\",app=~\"pod\\\\.info\",code=~\"5..\"}[1m])) "
+			       "or on() vector(0)) / sum(rate(http_requests_total{cluster="
+			       "\"a\\\"b\",namespace=~\".*\",app=~\"pod\\\\.info\"}[1m]))");
+	free(q);
+	free(cfg->metrics[ERR].query);
+	cfg->metrics[ERR].query = strdup("x{cluster=\"{{ cluster }}\",pod=\"{{ pod }}\"}");
+	assert_int_equal(co_judge_render_query(&q, cfg, &cfg->metrics[ERR], "a", NULL, NULL,
+					       &err), -EINVAL);
+	assert_string_equal(err.msg, "metric 'error-ratio': unknown variable 'pod' in template "
+				     "at offset 31");
+	co_judge_config_free(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -487,6 +523,7 @@ int main(void)
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_presets_and_weights),
 		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_render),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
