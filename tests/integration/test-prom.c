@@ -7,7 +7,9 @@
  * 127.0.0.1 with an ephemeral port and a temporary TSDB, waits until two scrapes are
  * queryable, then runs a fixed list of queries through co_prom_* (GET, and POST for a
  * long one): vector, matrix, NaN, +Inf, scalar, histogram quantile, empty result and
- * a bad query whose 400 bad_data must come back verbatim.
+ * a bad query whose 400 bad_data must come back verbatim. Finally the comparison
+ * driver and the judge run end to end on a second target labelled cluster=green
+ * whose latency histogram is slower: blue against blue passes, green fails.
  *
  * Callbacks only record what they saw; assertions run after the loop has stopped
  * and prometheus has been killed, so a failing check never leaves a process behind.
@@ -31,6 +33,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "analysis/compare.h"
+#include "analysis/judge.h"
 #include "base/buf.h"
 #include "base/time.h"
 #include "clients/prom.h"
@@ -53,6 +57,7 @@ struct fx {
 	uv_loop_t loop;
 	struct co_http_server *exporter;
 	unsigned scrapes;
+	unsigned scrapes_green;
 	uv_process_t proc;
 	int proc_running;
 	int64_t proc_exit_status;
@@ -71,15 +76,36 @@ struct fx {
 	struct outcome out[Q_COUNT];
 	int closed_cbs;
 	char setup_err[256];
+	/* end to end: the judge on blue vs blue and blue vs green */
+	struct co_judge_config *cfg;
+	struct co_compare_result *same, *worse;
+	int same_status, worse_status;
+	int compares_pending;
+	char compare_err[CO_ERROR_MSG_MAX];
 };
+
+static const char judge_config[] =
+	"{\"interval\": \"3s\", \"metrics\": ["
+	"{\"name\": \"latency-p50\", \"group\": \"latency\", \"mustHaveData\": true,"
+	" \"query\": \"histogram_quantile(0.5, sum by (le) (rate(fixture_latency_seconds_bucket"
+	"{cluster=\\\"{{ cluster }}\\\"}[{{ interval }}])))\","
+	" \"thresholds\": [\"<= baseline * 1.2\"]},"
+	"{\"name\": \"request-rate\", \"group\": \"traffic\", \"direction\": \"decrease\","
+	" \"mannWhitney\": false, \"query\": \"sum(rate(fixture_requests_total"
+	"{cluster=\\\"{{ cluster }}\\\"}[{{ interval }}]))\", \"thresholds\": [\">= -10%\"]},"
+	"{\"name\": \"absent\", \"query\": \"no_such_metric{cluster=\\\"{{ cluster }}\\\"}\"}"
+	"]}";
 
 /* ---- the fixture exporter ---- */
 
+/* /metrics/blue and /metrics/green: the same counters; green's latency histogram
+ * puts the median at 0.42 s where blue's is at 0.1 s. */
 static void on_metrics(struct co_http_req *req, void *data)
 {
 	struct fx *f = data;
 	struct co_buf b = CO_BUF_INIT;
-	unsigned s = ++f->scrapes;
+	int green = strcmp(co_http_req_param(req, "cluster"), "green") == 0;
+	unsigned s = green ? ++f->scrapes_green : ++f->scrapes;
 
 	co_buf_printf(&b,
 		      "# TYPE fixture_requests_total counter\n"
@@ -95,7 +121,8 @@ static void on_metrics(struct co_http_req *req, void *data)
 		      "fixture_latency_seconds_bucket{le=\"+Inf\"} %u\n"
 		      "fixture_latency_seconds_sum %u\n"
 		      "fixture_latency_seconds_count %u\n",
-		      10 * s, s, 50 * s, 90 * s, 100 * s, 12 * s, 100 * s);
+		      10 * s, s, (green ? 10 : 50) * s, (green ? 60 : 90) * s, 100 * s, 12 * s,
+		      100 * s);
 	co_http_respond(req, 200, "text/plain; version=0.0.4", b.data, b.len);
 	co_buf_release(&b);
 }
@@ -145,11 +172,18 @@ static int start_prometheus(struct fx *f, int exporter_port)
 		"  evaluation_interval: 1s\n"
 		"scrape_configs:\n"
 		"  - job_name: fixture\n"
+		"    metrics_path: /metrics/blue\n"
 		"    static_configs:\n"
 		"      - targets: ['127.0.0.1:%d']\n"
 		"        labels:\n"
-		"          cluster: blue\n",
-		exporter_port);
+		"          cluster: blue\n"
+		"  - job_name: fixture-green\n"
+		"    metrics_path: /metrics/green\n"
+		"    static_configs:\n"
+		"      - targets: ['127.0.0.1:%d']\n"
+		"        labels:\n"
+		"          cluster: green\n",
+		exporter_port, exporter_port);
 	fclose(c);
 	f->prom_port = free_port();
 	if (f->prom_port < 0)
@@ -191,6 +225,55 @@ static int start_prometheus(struct fx *f, int exporter_port)
 static void issue_next(struct fx *f);
 static void shutdown_all(struct fx *f);
 
+struct compare_ctx {
+	struct fx *f;
+	int worse;
+};
+
+static struct compare_ctx compare_ctx[2];
+
+static void on_compare(int status, struct co_compare_result *res,
+		       const struct co_error *err, void *data)
+{
+	struct compare_ctx *c = data;
+	struct fx *f = c->f;
+
+	if (c->worse) {
+		f->worse = res;
+		f->worse_status = status;
+	} else {
+		f->same = res;
+		f->same_status = status;
+	}
+	if (status < 0)
+		snprintf(f->compare_err, sizeof(f->compare_err), "%s", err->msg);
+	if (--f->compares_pending == 0)
+		shutdown_all(f);
+}
+
+/* Both comparisons at once over the last 5 seconds, one-second steps. */
+static void start_compares(struct fx *f)
+{
+	double now = (double)co_time_wall_ms() / 1000;
+	struct co_compare_params p = { .baseline = "blue", .start = floor(now) - 5,
+				       .end = floor(now), .step = 1,
+				       .query_timeout_ms = 5000 };
+	struct co_error err = CO_ERROR_INIT;
+
+	for (int i = 0; i < 2; i++) {
+		compare_ctx[i] = (struct compare_ctx){ f, i };
+		p.candidate = i ? "green" : "blue";
+		if (co_compare_start(NULL, f->prom, f->cfg, &p, on_compare, &compare_ctx[i],
+				     &err) < 0) {
+			snprintf(f->compare_err, sizeof(f->compare_err), "start: %s", err.msg);
+			continue;
+		}
+		f->compares_pending++;
+	}
+	if (f->compares_pending == 0)
+		shutdown_all(f);
+}
+
 static void on_result(int status, struct co_prom_result *res, const struct co_error *err,
 		      void *data)
 {
@@ -227,18 +310,18 @@ static void issue_next(struct fx *f)
 	const char *long_q;
 
 	if (i >= Q_COUNT) {
-		shutdown_all(f);
+		start_compares(f);
 		return;
 	}
 	s->f = f;
 	s->idx = i;
 	switch (i) {
 	case Q_VECTOR:
-		rc = co_prom_query(f->prom, NULL, "fixture_gauge", NAN, 5000, on_seq_result, s,
+		rc = co_prom_query(f->prom, NULL, "fixture_gauge{cluster=\"blue\"}", NAN, 5000, on_seq_result, s,
 				   &err);
 		break;
 	case Q_TWO_SERIES:
-		rc = co_prom_query(f->prom, NULL, "fixture_requests_total", f->now, 5000,
+		rc = co_prom_query(f->prom, NULL, "fixture_requests_total{cluster=\"blue\"}", f->now, 5000,
 				   on_seq_result, s, &err);
 		break;
 	case Q_MATRIX:
@@ -247,21 +330,21 @@ static void issue_next(struct fx *f)
 					 f->now - 10, f->now, 1, 5000, on_seq_result, s, &err);
 		break;
 	case Q_NAN:
-		rc = co_prom_query(f->prom, NULL, "fixture_nan", NAN, 5000, on_seq_result, s,
+		rc = co_prom_query(f->prom, NULL, "fixture_nan{cluster=\"blue\"}", NAN, 5000, on_seq_result, s,
 				   &err);
 		break;
 	case Q_INF:
-		rc = co_prom_query(f->prom, NULL, "fixture_gauge / 0", NAN, 5000, on_seq_result,
+		rc = co_prom_query(f->prom, NULL, "fixture_gauge{cluster=\"blue\"} / 0", NAN, 5000, on_seq_result,
 				   s, &err);
 		break;
 	case Q_SCALAR:
-		rc = co_prom_query(f->prom, NULL, "scalar(fixture_gauge) * 2", NAN, 5000,
+		rc = co_prom_query(f->prom, NULL, "scalar(fixture_gauge{cluster=\"blue\"}) * 2", NAN, 5000,
 				   on_seq_result, s, &err);
 		break;
 	case Q_QUANTILE:
 		rc = co_prom_query(f->prom, NULL,
 				   "histogram_quantile(0.5, sum by (le) "
-				   "(rate(fixture_latency_seconds_bucket[10s])))",
+				   "(rate(fixture_latency_seconds_bucket{cluster=\"blue\"}[10s])))",
 				   NAN, 5000, on_seq_result, s, &err);
 		break;
 	case Q_EMPTY:
@@ -273,7 +356,7 @@ static void issue_next(struct fx *f)
 		break;
 	case Q_POST:
 		/* longer than the second client's post threshold: sent as a form POST */
-		long_q = "fixture_gauge + 0 * fixture_gauge + 0 * fixture_gauge";
+		long_q = "fixture_gauge{cluster=\"blue\"} + 0 * fixture_gauge{cluster=\"blue\"}";
 		rc = co_prom_query(f->prom_post, NULL, long_q, NAN, 5000, on_seq_result, s,
 				   &err);
 		break;
@@ -295,7 +378,7 @@ static void probe(struct fx *f)
 {
 	struct co_error err = CO_ERROR_INIT;
 
-	if (co_prom_query(f->prom, NULL, "count_over_time(fixture_gauge[1m])", NAN, 2000,
+	if (co_prom_query(f->prom, NULL, "min(count_over_time(fixture_gauge[1m]))", NAN, 2000,
 			  on_ready_probe, f, &err) < 0) {
 		snprintf(f->setup_err, sizeof(f->setup_err), "probe: %s", err.msg);
 		shutdown_all(f);
@@ -312,7 +395,7 @@ static void on_ready_probe(int status, struct co_prom_result *res, const struct 
 {
 	struct fx *f = data;
 	int ready = status == 0 && res->n_series == 1 && res->series[0].n_points == 1 &&
-		    res->series[0].points[0].v >= 4;
+		    res->series[0].points[0].v >= 6;
 
 	co_prom_result_free(res);
 	if (ready) {
@@ -384,11 +467,18 @@ static void test_prom_client(void **state)
 	struct co_prom_result *r;
 
 	assert_non_null(f);
+	{
+		json_t *doc = json_loads(judge_config, 0, NULL);
+
+		assert_non_null(doc);
+		assert_int_equal(co_judge_config_from_json(&f->cfg, doc, &err), 0);
+		json_decref(doc);
+	}
 	snprintf(f->dir, sizeof(f->dir), "/tmp/cutover-prom-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	assert_int_equal(uv_loop_init(&f->loop), 0);
 	assert_int_equal(co_http_server_new(&f->exporter, &f->loop, &so, &err), 0);
-	co_http_server_route(f->exporter, "GET", "/metrics", on_metrics, f);
+	co_http_server_route(f->exporter, "GET", "/metrics/{cluster}", on_metrics, f);
 	assert_int_equal(co_http_client_new(&f->http, &f->loop, &err), 0);
 	assert_int_equal(start_prometheus(f, co_http_server_port(f->exporter)), 0);
 
@@ -488,6 +578,50 @@ static void test_prom_client(void **state)
 
 	for (int i = 0; i < Q_COUNT; i++)
 		co_prom_result_free(f->out[i].res);
+
+	/* the judge end to end: blue against itself passes on identical samples ... */
+	if (f->compare_err[0])
+		fprintf(stderr, "compare: %s\n", f->compare_err);
+	assert_int_equal(f->same_status, 0);
+	assert_int_equal(f->worse_status, 0);
+	assert_non_null(f->same);
+	assert_non_null(f->worse);
+	{
+		const struct co_judge_result *j = f->same->judge;
+
+		assert_int_equal(j->metrics[0].classification, CO_JUDGE_PASS);
+		assert_true(j->metrics[0].n_baseline >= 4);
+		assert_true(fabs(j->metrics[0].baseline - 0.1) < 1e-9);
+		assert_int_equal(j->metrics[1].classification, CO_JUDGE_PASS);
+		assert_true(j->metrics[1].baseline > 5);
+		assert_int_equal(j->metrics[2].classification, CO_JUDGE_NODATA);
+		assert_int_equal(j->verdict, CO_JUDGE_VERDICT_PASS);
+		assert_true(j->score == 100);
+	}
+	/* ... and green's median of 0.42 s against blue's 0.1 s fails */
+	{
+		const struct co_judge_result *j = f->worse->judge;
+		json_t *dump;
+
+		assert_int_equal(j->metrics[0].classification, CO_JUDGE_HIGH);
+		assert_true(fabs(j->metrics[0].candidate - 0.42) < 1e-9);
+		assert_int_equal(j->metrics[0].violated_rule, 0);
+		assert_true(j->metrics[0].mw_done);
+		assert_true(j->metrics[0].mw.ci_low > 0.3);
+		assert_int_equal(j->metrics[1].classification, CO_JUDGE_PASS);
+		assert_true(fabs(j->score - 50) < 1e-9);
+		assert_int_equal(j->verdict, CO_JUDGE_VERDICT_FAIL);
+		assert_non_null(strstr(f->worse->candidate[0].query, "cluster=\"green\""));
+		dump = co_compare_result_json(f->worse);
+		assert_string_equal(json_string_value(json_object_get(dump, "verdict")), "Fail");
+		assert_true(json_array_size(json_object_get(json_object_get(
+			json_array_get(json_object_get(dump, "metrics"), 0), "candidateSeries"),
+			"samples")) == j->metrics[0].n_candidate);
+		json_decref(dump);
+	}
+	co_compare_result_free(f->same);
+	co_compare_result_free(f->worse);
+	co_judge_config_free(f->cfg);
 	free(f);
 }
 
