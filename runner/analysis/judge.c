@@ -628,7 +628,9 @@ static void classify(struct co_judge_metric_result *r, const struct co_judge_met
 	if (in->baseline.error || in->candidate.error) {
 		r->classification = CO_JUDGE_ERROR;
 		snprintf(r->reason, sizeof(r->reason), "%s query failed: %s",
-			 in->candidate.error ? "candidate" : "baseline",
+			 in->candidate.error && in->baseline.error ? "baseline and candidate"
+			 : in->candidate.error			  ? "candidate"
+								  : "baseline",
 			 in->candidate.error ? in->candidate.error : in->baseline.error);
 		goto out;
 	}
