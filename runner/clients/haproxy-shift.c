@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 enum shift_state {
@@ -436,6 +437,27 @@ static void enter_step(struct co_haproxy_shift *s)
 		on_step_weight(local.code, "", &local, s);
 }
 
+/*
+ * May this server receive traffic? HAProxy reports a server it has just learned of as
+ * UP before its first health check has run, and "UP 1/3" while checks are failing on
+ * the way down; neither is proof of health. A checked server must be plainly "UP" with
+ * a completed passing check; an unchecked one ("no check") is taken at its word,
+ * since the configuration chose not to check it.
+ */
+static bool server_healthy(const struct co_haproxy_server_stat *st)
+{
+	static const char *const ok[] = { "L4OK", "L6OK", "L7OK", "L7OKC" };
+
+	if (strcmp(st->status, "no check") == 0)
+		return true;
+	if (strcmp(st->status, "UP") != 0)
+		return false;
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (strcmp(st->check_status, ok[i]) == 0)
+			return true;
+	return false;
+}
+
 static void on_precheck(int status, const struct co_haproxy_csv *csv,
 			const struct co_error *err, void *data)
 {
@@ -461,10 +483,11 @@ static void on_precheck(int status, const struct co_haproxy_csv *csv,
 		fail(s, -ENOENT, &local);
 		return;
 	}
-	if (strncmp(to.status, "UP", 2) != 0 && strcmp(to.status, "no check") != 0) {
+	if (!server_healthy(&to)) {
 		co_error_set(&local, -EHOSTUNREACH,
-			     "server '%s' is '%s', not UP: refusing to send traffic to it",
-			     s->to, to.status);
+			     "server '%s' is '%s' (last check '%s'), not UP with a passing "
+			     "health check: refusing to send traffic to it",
+			     s->to, to.status, to.check_status[0] ? to.check_status : "none");
 		fail(s, -EHOSTUNREACH, &local);
 		return;
 	}

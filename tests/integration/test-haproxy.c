@@ -743,6 +743,43 @@ static void test_dynamic_add_del(void **state)
 	co_buf_release(&dump);
 }
 
+/*
+ * A server HAProxy has just learned of reports UP before its first health check has
+ * run. A shift to it must be refused until a check has passed (invariant I1): here the
+ * server points at a port nobody listens on, and the shift starts at once.
+ */
+static void test_shift_to_unchecked_server_refused(void **state)
+{
+	static const int steps[] = { 50, 100 };
+	struct co_haproxy_server_spec spec = { .weight = 0, .check = 1, .start_ready = 1,
+					       .address = "127.0.0.1:1" };
+	struct co_haproxy_shift_opts o = { .backend = BACKEND, .from = "blue", .to = "dead",
+					   .steps = steps, .n_steps = 2, .interval_ms = 200 };
+	struct co_haproxy_shift *shift;
+	struct co_error err = CO_ERROR_INIT;
+	struct shift_run sr = { 0 };
+	struct res r = { 0 };
+	int blue_before = get_weight("blue", NULL);
+
+	assert_int_equal(co_haproxy_add_server(hx, BACKEND, "dead", &spec, text_cb, &r, NULL),
+			 0);
+	run_until(&r.done);
+	if (r.status < 0)
+		fail_msg("%s", r.err.msg);
+	assert_int_equal(co_haproxy_shift_start(&shift, &loop, hx, &o, shift_done, &sr, &err),
+			 0);
+	run_until(&sr.done);
+	assert_int_equal(sr.status, -EHOSTUNREACH);
+	assert_non_null(strstr(sr.err.msg, "refusing to send traffic"));
+	assert_int_equal(get_weight("dead", NULL), 0);
+	assert_int_equal(get_weight("blue", NULL), blue_before);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(co_haproxy_del_server(hx, BACKEND, "dead", text_cb, &r, NULL), 0);
+	run_until(&r.done);
+	if (r.status < 0)
+		fail_msg("%s", r.err.msg);
+}
+
 static void test_regression_rolls_back(void **state)
 {
 	struct shift_run s = { .fail_at_percent = 25 };
@@ -786,6 +823,7 @@ int main(void)
 		cmocka_unit_test(test_drain),
 		cmocka_unit_test(test_state_survives_reload),
 		cmocka_unit_test(test_dynamic_add_del),
+		cmocka_unit_test(test_shift_to_unchecked_server_refused),
 		cmocka_unit_test(test_regression_rolls_back),
 	};
 
