@@ -273,8 +273,14 @@ static void finish_if_done(struct lfx *f, int expected)
 {
 	if (f->cb_count < expected)
 		return;
-	for (struct held *h = f->held; h; h = h->next)
+	/* requests whose client went away without the server noticing yet */
+	while (f->held) {
+		struct held *h = f->held;
+
+		f->held = h->next;
 		co_http_respond(h->req, 200, "text/plain", "late", 4);
+		free(h);
+	}
 	co_prom_client_free(f->prom);
 	co_prom_client_free(f->prom_post);
 	co_http_client_close(f->http, on_closed, f);
