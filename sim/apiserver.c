@@ -822,6 +822,30 @@ static void handle_version(struct ks_apiserver *srv, struct co_http_req *req)
 		"platform", "linux/amd64"));
 }
 
+/*
+ * OpenAPI: the documents carry no schemas. kubectl then finds no group/version in the
+ * v3 index, treats server-side field validation as unsupported and falls back to its
+ * client-side schema check, which skips kinds the (empty) v2 document does not
+ * describe, so manifests are accepted as a server without published schemas would.
+ * The v2 document is requested as protobuf: an empty message is zero bytes.
+ */
+static void handle_openapi(struct ks_apiserver *srv, struct co_http_req *req,
+			   const char *path)
+{
+	const char *accept = co_http_req_header(req, "Accept");
+	if (!strcmp(path, "/openapi/v3")) {
+		co_http_respond_json(req, 200, json_pack("{s:{}}", "paths"));
+	} else if (accept && strstr(accept, "protobuf")) {
+		co_http_respond(req, 200,
+				"application/com.github.proto-openapi.spec.v2@v1.0+protobuf", "",
+				0);
+	} else {
+		co_http_respond_json(req, 200, json_pack(
+			"{s:s, s:{s:s, s:s}, s:{}, s:{}}", "swagger", "2.0", "info", "title",
+			"Kubernetes", "version", srv->git_version, "paths", "definitions"));
+	}
+}
+
 static void handle_discovery(struct ks_apiserver *srv, struct co_http_req *req,
 			     struct kpath *p)
 {
@@ -894,6 +918,10 @@ static void dispatch(struct ks_apiserver *srv, struct co_http_req *req)
 	}
 	if (!strcmp(path, "/version")) {
 		handle_version(srv, req);
+		return;
+	}
+	if (!strcmp(path, "/openapi/v2") || !strcmp(path, "/openapi/v3")) {
+		handle_openapi(srv, req, path);
 		return;
 	}
 	if (split_path(path, &p) < 0 || p.n == 0) {

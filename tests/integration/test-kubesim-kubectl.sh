@@ -167,7 +167,8 @@ k new delete cm -n x web-config >/dev/null && ok "delete" || fail "delete"
 k new get cm -n x web-config >/dev/null 2>&1 && fail "deleted configmap still there"
 
 # ---- watch ----
-(k new get canary -n x -w --request-timeout=3s >"$T/watch.out" 2>&1) &
+(timeout 4 "$KUBECTL" --kubeconfig "$STATE/new/kubeconfig" get canary -n x -w \
+	>"$T/watch.out" 2>&1) &
 WPID=$!
 sleep 1
 cat <<'YAML' | k new apply --server-side -f - >/dev/null 2>&1 || fail "apply canary"
