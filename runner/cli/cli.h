@@ -36,5 +36,6 @@ int cmd_version(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 int cmd_traffic(int argc, char **argv);
 int cmd_loadtest(int argc, char **argv);
+int cmd_cluster(int argc, char **argv);
 
 #endif

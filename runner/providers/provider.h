@@ -101,6 +101,10 @@ static inline int co_provider_list(struct co_provider *p, co_provider_cb cb, voi
 	return p->ops->list(p, cb, data, err);
 }
 
+/* 1 when name is a DNS-1123 label (at most 63 of a-z, 0-9, '-', not starting or
+ * ending with '-'): what every provider accepts as a cluster name. */
+int co_provider_name_valid(const char *name);
+
 /* "rancher/k3s:v1.27.1-k3s1" -> "v1.27.1+k3s1"; "kindest/node:v1.29.2" -> "v1.29.2".
  * Returns a new string or NULL when the tag is not a Kubernetes version. */
 char *co_provider_version_from_image(const char *image);
