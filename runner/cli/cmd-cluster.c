@@ -211,7 +211,7 @@ static void print_cluster_text(const json_t *c)
 	static const char *const keys[] = { "name", "provider", "env", "location", "image",
 					    "version", "role", "state", "ingress", "apiServer",
 					    "kubeconfig", "plugin", "error", "created", "updated",
-					    NULL };
+					    "live", NULL };
 
 	for (size_t i = 0; keys[i]; i++)
 		if (json_is_string(json_object_get(c, keys[i])))
@@ -226,7 +226,7 @@ static int run_create(const char *name, const struct cluster_opts *co)
 	struct session s;
 	const json_t *prev;
 	json_t *fields = NULL, *spec = NULL;
-	const char *provider = co->provider, *plugin = co->plugin, *role;
+	char *provider = NULL, *plugin = NULL, *role = NULL, *env = NULL, *location = NULL;
 	char *kc_path = NULL, *version = NULL;
 	int rc, ret = CO_EXIT_FAILED;
 
@@ -239,27 +239,45 @@ static int run_create(const char *name, const struct cluster_opts *co)
 	}
 	if (co_registry_open(&reg, co->state_dir, &err) < 0)
 		goto fail;
+	/* copies: registry values are borrowed only until the next change */
 	prev = co_registry_get(reg, name);
 	if (prev) {
 		const char *was = json_string_value(json_object_get(prev, "provider"));
+		const char *was_plugin = json_string_value(json_object_get(prev, "plugin"));
 
-		if (!provider)
-			provider = was;
-		if (!plugin)
-			plugin = json_string_value(json_object_get(prev, "plugin"));
-		if (was && provider && strcmp(was, provider) != 0) {
+		if (was && co->provider && strcmp(was, co->provider) != 0) {
 			co_error_set(&err, -EEXIST, "cluster '%s' is registered with provider "
-				     "'%s', not '%s'", name, was, provider);
+				     "'%s', not '%s'", name, was, co->provider);
 			goto fail;
 		}
+		if (strcmp(str(prev, "image"), co->image) != 0) {
+			co_error_set(&err, -EEXIST, "cluster '%s' is registered with image "
+				     "'%s'; delete it first to change the image", name,
+				     str(prev, "image"));
+			goto fail;
+		}
+		/* an existing entry keeps its env and location */
+		if (json_is_string(json_object_get(prev, "env")))
+			env = co_strdup(str(prev, "env"));
+		if (json_is_string(json_object_get(prev, "location")))
+			location = co_strdup(str(prev, "location"));
+		provider = was ? co_strdup(was) : NULL;
+		plugin = was_plugin && !co->plugin ? co_strdup(was_plugin) : NULL;
+		if (json_is_string(json_object_get(prev, "role")))
+			role = co_strdup(json_string_value(json_object_get(prev, "role")));
 	}
 	if (!provider)
-		provider = "sim";
-	role = prev && json_is_string(json_object_get(prev, "role")) ?
-	       json_string_value(json_object_get(prev, "role")) :
-	       initial_role(reg, name, co->env, co->location);
+		provider = co_strdup(co->provider ? co->provider : "sim");
+	if (!plugin && co->plugin)
+		plugin = co_strdup(co->plugin);
+	if (!env)
+		env = co_strdup(co->env);
+	if (!location)
+		location = co_strdup(co->location);
+	if (!role)
+		role = co_strdup(initial_role(reg, name, env, location));
 	fields = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "provider", provider, "env",
-			   co->env, "location", co->location, "image", co->image, "version",
+			   env, "location", location, "image", co->image, "version",
 			   version, "role", role, "state", "creating");
 	json_object_set_new(fields, "plugin", plugin ? json_string(plugin) : json_null());
 	json_object_set_new(fields, "error", json_null());
@@ -267,7 +285,7 @@ static int run_create(const char *name, const struct cluster_opts *co)
 		goto fail;
 
 	spec = json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", name, "image", co->image,
-			 "version", version, "env", co->env, "location", co->location);
+			 "version", version, "env", env, "location", location);
 	if (co->port > 0)
 		json_object_set_new(spec, "port", json_integer(co->port));
 	rc = session_open(&s, co, provider, plugin, &err);
@@ -280,8 +298,8 @@ static int run_create(const char *name, const struct cluster_opts *co)
 		if (rc == 0)
 			co_error_copy(&err, out.done ? &out.err :
 				      &(struct co_error){ -EIO, "provider did not answer" });
-		if (rc < 0 && !prev) {
-			/* nothing was started: forget the entry again */
+		if (!prev && (rc < 0 || out.status == -EEXIST)) {
+			/* nothing was started, or the cluster is not ours: forget the entry */
 			struct co_error e2 = CO_ERROR_INIT;
 
 			co_registry_remove(reg, name, &e2);
@@ -332,6 +350,11 @@ out:
 	json_decref(spec);
 	free(kc_path);
 	free(version);
+	free(provider);
+	free(plugin);
+	free(role);
+	free(env);
+	free(location);
 	co_registry_free(reg);
 	return ret;
 }
@@ -344,11 +367,12 @@ static int run_delete(const char *name, const struct cluster_opts *co)
 	struct session s;
 	const json_t *c;
 	const char *provider = co->provider, *plugin = co->plugin;
-	int rc, ret = CO_EXIT_FAILED, existed;
+	int rc, ret = CO_EXIT_FAILED, existed, registered;
 
 	if (co_registry_open(&reg, co->state_dir, &err) < 0)
 		goto fail;
 	c = co_registry_get(reg, name);
+	registered = c != NULL;
 	if (!provider)
 		provider = c ? json_string_value(json_object_get(c, "provider")) : NULL;
 	if (!plugin)
@@ -369,7 +393,8 @@ static int run_delete(const char *name, const struct cluster_opts *co)
 		goto fail;
 	}
 	existed = json_is_true(json_object_get(out.cluster, "existed"));
-	if (c && co_registry_remove(reg, name, &err) < 0)
+	/* provider and plugin may point into the entry: not used past this point */
+	if (registered && co_registry_remove(reg, name, &err) < 0)
 		goto fail;
 	if (write_targets(reg, &err) < 0) {
 		co_error_prefix(&err, "prometheus targets");
@@ -377,7 +402,7 @@ static int run_delete(const char *name, const struct cluster_opts *co)
 	}
 	if (co->json) {
 		json_t *j = json_pack("{s:s, s:b, s:b}", "name", name, "existed", existed,
-				      "registered", c != NULL);
+				      "registered", registered);
 
 		print_json(j);
 		json_decref(j);
