@@ -31,6 +31,7 @@
 struct exec_provider {
 	struct co_provider base;
 	char *path;
+	uint64_t timeout_ms;
 };
 
 enum op_kind { OP_CREATE, OP_GET, OP_LIST, OP_DELETE };
@@ -277,8 +278,10 @@ static int start(struct co_provider *p, enum op_kind kind, const char *name,
 		.stdin_data = text,
 		.stdin_len = strlen(text),
 		.max_output = EXEC_MAX_OUTPUT,
-		.timeout_ms = kind == OP_CREATE || kind == OP_DELETE ? EXEC_LONG_TIMEOUT_MS :
+		.timeout_ms = ep->timeout_ms ? ep->timeout_ms :
+			      kind == OP_CREATE || kind == OP_DELETE ? EXEC_LONG_TIMEOUT_MS :
 			      EXEC_SHORT_TIMEOUT_MS,
+		.kill_grace_ms = 2000,
 	};
 	rc = co_subproc_run(p->loop, NULL, &o, on_exit_cb, op, err);
 	free(text);
@@ -372,6 +375,7 @@ int co_provider_exec_new(struct co_provider **ret, uv_loop_t *loop,
 	ep = co_calloc(1, sizeof(*ep));
 	co_provider_base_init(&ep->base, &exec_ops, loop, NULL, opts->state_dir);
 	ep->path = co_strdup(opts->exec_path);
+	ep->timeout_ms = opts->exec_timeout_ms;
 	*ret = &ep->base;
 	return 0;
 }

@@ -18,6 +18,7 @@
 #define CO_PROVIDERS_PROVIDER_H
 
 #include <jansson.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "base/error.h"
@@ -68,6 +69,8 @@ struct co_provider_opts {
 	const char *sim_url;      /* sim: kubesim control URL (default: read from
 				   * <state_dir>/kubesim/kubesim.url) */
 	const char *exec_path;    /* exec: the plugin executable */
+	uint64_t exec_timeout_ms; /* exec: deadline of one plugin run; 0 = 30 min for
+				   * create and delete, 2 min for get and list */
 	const char *k3d_path;     /* k3d: binary, default "k3d" from PATH */
 };
 
