@@ -21,6 +21,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "base/buf.h"
@@ -437,10 +438,10 @@ static int run_list(const struct cluster_opts *co)
 		print_json(arr);
 		json_decref(arr);
 	} else {
-		printf("%-16s %-9s %-10s %-12s %-14s %-10s %-9s %s\n", "NAME", "PROVIDER",
+		printf("%-16s %-9s %-11s %-12s %-14s %-10s %-9s %s\n", "NAME", "PROVIDER",
 		       "ENV", "LOCATION", "VERSION", "ROLE", "STATE", "INGRESS");
 		json_object_foreach((json_t *)co_registry_all(reg), name, c)
-			printf("%-16s %-9s %-10s %-12s %-14s %-10s %-9s %s\n", name,
+			printf("%-16s %-9s %-11s %-12s %-14s %-10s %-9s %s\n", name,
 			       str(c, "provider"), str(c, "env"), str(c, "location"),
 			       str(c, "version"), str(c, "role"), str(c, "state"),
 			       str(c, "ingress"));
@@ -522,8 +523,8 @@ int cmd_cluster(int argc, char **argv)
 		.location = DEFAULT_LOCATION,
 	};
 	const char *sub, *name = NULL;
-	char *end;
-	int c;
+	char *end, *plugin_abs = NULL;
+	int c, ret;
 
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
@@ -604,19 +605,30 @@ int cmd_cluster(int argc, char **argv)
 		return co_cli_usage_error("cluster", "--provider exec needs --plugin PATH");
 	if (co.plugin && !co.provider)
 		co.provider = "exec";
-	if (strcmp(sub, "list") == 0) {
-		if (name)
-			return co_cli_usage_error("cluster", "list takes no NAME");
-		return run_list(&co);
+	if (co.plugin) {
+		/* recorded in the registry: later commands may run from elsewhere */
+		plugin_abs = realpath(co.plugin, NULL);
+		if (!plugin_abs || access(plugin_abs, X_OK) != 0) {
+			free(plugin_abs);
+			return co_cli_usage_error("cluster", "plugin '%s' is not an executable "
+						  "file", co.plugin);
+		}
+		co.plugin = plugin_abs;
 	}
-	if (!name)
-		return co_cli_usage_error("cluster", "%s needs a cluster NAME", sub);
-	if (!co_provider_name_valid(name))
-		return co_cli_usage_error("cluster", "cluster name '%s' is not a DNS-1123 label "
-					  "(lowercase letters, digits, '-')", name);
-	if (strcmp(sub, "create") == 0)
-		return run_create(name, &co);
-	if (strcmp(sub, "delete") == 0)
-		return run_delete(name, &co);
-	return run_get(name, &co);
+	if (strcmp(sub, "list") == 0) {
+		ret = name ? co_cli_usage_error("cluster", "list takes no NAME") : run_list(&co);
+	} else if (!name) {
+		ret = co_cli_usage_error("cluster", "%s needs a cluster NAME", sub);
+	} else if (!co_provider_name_valid(name)) {
+		ret = co_cli_usage_error("cluster", "cluster name '%s' is not a DNS-1123 label "
+					 "(lowercase letters, digits, '-')", name);
+	} else if (strcmp(sub, "create") == 0) {
+		ret = run_create(name, &co);
+	} else if (strcmp(sub, "delete") == 0) {
+		ret = run_delete(name, &co);
+	} else {
+		ret = run_get(name, &co);
+	}
+	free(plugin_abs);
+	return ret;
 }

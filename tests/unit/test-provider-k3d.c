@@ -288,7 +288,7 @@ static void test_get_list_delete(void **state)
 	assert_string_equal(json_string_value(json_object_get(e, "name")), "c3");
 	assert_string_equal(json_string_value(json_object_get(e, "image")),
 			    "kindest/node:v1.29.2");
-	take_calls(f);
+	free(take_calls(f));
 
 	assert_int_equal(co_provider_delete(f->p, "c3", on_result, f, &err), 0);
 	assert_int_equal(wait_result(f), 0);
