@@ -4,7 +4,9 @@
  * every change so a crash leaves the old or the new registry, never a torn one.
  *
  * Each cluster: {"name", "provider", "env", "location", "version", "image",
- * "kubeconfig" (path, 0600), "ingress" (URL), "role", "created", "updated"}.
+ * "kubeconfig" (path, 0600), "ingress" (URL), "role", "created", "updated"}, and as
+ * `cutover cluster` writes them: "state" ("creating", "ready", "failed"), "error" (why
+ * a create failed), "plugin" (exec provider's executable), "apiServer" (URL).
  * Roles: "active" (carries traffic), "candidate" (being built and validated),
  * "standby" (old cluster kept after a switch), "retired" (deleted, kept for history).
  *
