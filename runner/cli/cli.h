@@ -37,5 +37,6 @@ int cmd_help(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_traffic(int argc, char **argv);
 int cmd_loadtest(int argc, char **argv);
+int cmd_cluster(int argc, char **argv);
 
 #endif
