@@ -6,7 +6,7 @@
 #       IMAGE     rancher/k3s:v1.25.10-k3s1
 #       ENV       staging
 #       LOCATION  northeurope
-#       PORT      8080 (the cluster's ingress port on 127.0.0.1)
+#       PORT      8080 (the cluster's ingress port on 127.0.0.1; 0 = any free port)
 #
 # Starts kubesim in the background when it is not running (state and log under
 # $CUTOVER_STATE_DIR/kubesim), builds the project when build/cutover is missing, then
@@ -78,5 +78,7 @@ if ! kubesim_up; then
   echo "create-cluster-local: kubesim running (pid $(cat "$pid_file")) at $(head -n 1 "$url_file")"
 fi
 
+port_args=(--port "$port")
+[ "$port" = 0 ] && port_args=()
 exec "$cutover" cluster create "$name" --image "$image" --env "$env" \
-  --location "$location" --port "$port" --provider sim
+  --location "$location" "${port_args[@]}" --provider sim
