@@ -33,11 +33,14 @@ int co_cli_usage_error(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 int cmd_version(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_help(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 int cmd_traffic(int argc, char **argv);
 int cmd_loadtest(int argc, char **argv);
 int cmd_upgrade(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_cluster(int argc, char **argv);
 
 #endif

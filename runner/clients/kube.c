@@ -64,9 +64,8 @@ struct co_kube {
 	char *exec_key;
 	int64_t exec_expiry_ms;
 	struct co_subproc *exec_proc;
+	unsigned in_callback;          /* user callbacks running: defer the free */
 	bool freeing;
-	unsigned dispatching;          /* callbacks running: a co_kube_free() from inside
-					* one frees only once they have returned */
 };
 
 struct co_kube_watch {
@@ -231,10 +230,12 @@ static void op_finish(struct op *op, struct co_kube_result *res)
 	struct co_kube *kube = op->kube;
 
 	op_unlink(op);
-	kube->dispatching++;
+	/* A callback may free the client (the usual way to end a one-shot client):
+	 * the free waits until the callback has returned. */
+	kube->in_callback++;
 	if (op->cb)
 		op->cb(res, op->data);
-	kube->dispatching--;
+	kube->in_callback--;
 	op_free(op);
 	maybe_free_kube(kube);
 }
@@ -791,7 +792,7 @@ static void really_free(struct co_kube *kube)
 
 static void maybe_free_kube(struct co_kube *kube)
 {
-	if (kube->freeing && !kube->dispatching && !kube->ops && !kube->watches &&
+	if (kube->freeing && !kube->in_callback && !kube->ops && !kube->watches &&
 	    !kube->exec_proc)
 		really_free(kube);
 }
@@ -1156,8 +1157,11 @@ static void watch_line(struct co_kube_watch *w, const char *line, size_t len)
 		free(w->rv);
 		w->rv = co_strdup(rv);
 	}
-	if (strcmp(type, "BOOKMARK") != 0 && !w->cancelled)
+	if (strcmp(type, "BOOKMARK") != 0 && !w->cancelled) {
+		w->kube->in_callback++;
 		w->cb(type, obj, w->data);
+		w->kube->in_callback--;
+	}
 	json_decref(ev);
 }
 

@@ -121,16 +121,17 @@ static const char *req_header(const char *name, void *data)
 static void record_push(struct co_serve *s, const struct co_git_push *push)
 {
 	char *path = co_asprintf("%s/events/git-push.jsonl", s->state_dir);
-	json_t *urls = json_array();
+	json_t *urls = json_array(), *ev;
 	char ts[32], *line;
 	int fd;
 
 	for (size_t i = 0; push->urls[i]; i++)
 		json_array_append_new(urls, json_string(push->urls[i]));
-	line = json_dumps(json_pack("{s:s, s:o, s:s?, s:s?}", "ts",
-				    co_time_rfc3339(co_time_wall_ms(), ts, sizeof(ts)), "urls", urls,
-				    "ref", push->ref, "after", push->after),
-			  JSON_COMPACT | JSON_PRESERVE_ORDER);
+	ev = json_pack("{s:s, s:o, s:s?, s:s?}", "ts",
+		       co_time_rfc3339(co_time_wall_ms(), ts, sizeof(ts)), "urls", urls, "ref",
+		       push->ref, "after", push->after);
+	line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(ev);
 	co_fs_mkdir_parent(path, 0700);
 	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd >= 0) {
