@@ -10,13 +10,14 @@
 #  3. a tenant repo shipping policy/v1beta1 PodSecurityPolicy fails preflight for a
 #     1.27 target with the blocking file named, before any cluster is created.
 #
-# Usage: test-upgrade.sh  (CUTOVER and KUBESIM name the binaries). Exits 77 (skip)
-# when the build has no kubesim.
+# Usage: test-upgrade.sh  (CUTOVER and KUBESIM name the binaries; KUBESIM_FLUX=1 says
+# kubesim runs Flux's controllers). Exits 77 (skip) otherwise.
 set -u
 
 CUTOVER=${CUTOVER:?set CUTOVER to the cutover binary}
 KUBESIM=${KUBESIM:-}
 [ -n "$KUBESIM" ] && [ -x "$KUBESIM" ] || { echo "no kubesim in this build"; exit 77; }
+[ "${KUBESIM_FLUX:-}" = 1 ] || { echo "kubesim in this build has no Flux controllers"; exit 77; }
 
 T=$(mktemp -d /tmp/co-upgrade-it-XXXXXX)
 export CUTOVER_STATE_DIR=$T/state
