@@ -93,15 +93,12 @@ git --git-dir="$CUTOVER_STATE_DIR/repos/fleet.git" show \
 	main:clusters/staging/northeurope/flux-system/gotk-sync.yaml >/dev/null 2>&1 &&
 	ok "gotk-sync.yaml committed to the fleet repo" || fail "no gotk-sync.yaml in fleet repo"
 KC=$CUTOVER_STATE_DIR/clusters/cluster2/kubeconfig
-API=$(awk '/server:/ {print $2; exit}' "$KC")
-TOKEN=$(awk '/token:/ {print $2; exit}' "$KC")
-kget() { curl -sf -H "Authorization: Bearer $TOKEN" "$API$1"; }
-rev=$(kget /apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/tenants |
-	python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["lastAppliedRevision"])')
-[ "$rev" = "main@sha1:$HEAD" ] && ok "tenants Kustomization applied at HEAD" ||
+rev=$(kubectl --kubeconfig "$KC" -n flux-system get kustomizations.kustomize.toolkit.fluxcd.io \
+	tenants -o jsonpath='{.status.lastAppliedRevision}' 2>&1)
+[ "$rev" = "main@sha1:$HEAD" ] && ok "tenants Kustomization applied at HEAD (kubectl)" ||
 	fail "tenants revision '$rev', want main@sha1:$HEAD"
-vars=$(kget /api/v1/namespaces/flux-system/configmaps/cluster-vars |
-	python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(d["CLUSTER_NAME"], d["CLUSTER_ENV"], d["GIT_BASE_URL"])')
+vars=$(kubectl --kubeconfig "$KC" -n flux-system get configmap cluster-vars \
+	-o jsonpath='{.data.CLUSTER_NAME} {.data.CLUSTER_ENV} {.data.GIT_BASE_URL}' 2>&1)
 [ "$vars" = "cluster2 staging file://$CUTOVER_STATE_DIR/repos" ] && ok "cluster-vars written" ||
 	fail "cluster-vars: $vars"
 # a second run of the finished pipeline changes nothing
