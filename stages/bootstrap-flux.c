@@ -33,20 +33,20 @@
 #include <string.h>
 
 enum state {
-	ST_FETCHING,     /* fleet repo tip */
-	ST_READING,      /* sync folder present? */
-	ST_COMMITTING,   /* write and push the sync folder */
+	ST_FETCHING,	 /* fleet repo tip */
+	ST_READING,	 /* sync folder present? */
+	ST_COMMITTING,	 /* write and push the sync folder */
 	ST_CHECKING_API, /* Flux kinds served? */
-	ST_INSTALLING,   /* apply Flux components */
-	ST_APPLYING,     /* namespace, cluster-vars, sync objects */
-	ST_WAITING,      /* both Ready at HEAD */
-	ST_DONE,         /* outputs recorded; not journaled (the engine marks done) */
+	ST_INSTALLING,	 /* apply Flux components */
+	ST_APPLYING,	 /* namespace, cluster-vars, sync objects */
+	ST_WAITING,	 /* both Ready at HEAD */
+	ST_DONE,	 /* outputs recorded; not journaled (the engine marks done) */
 };
 
 static const char *const state_names[] = {
-	[ST_FETCHING] = "fetching",       [ST_READING] = "reading",
-	[ST_COMMITTING] = "committing",   [ST_CHECKING_API] = "checking-api",
-	[ST_INSTALLING] = "installing",   [ST_APPLYING] = "applying",
+	[ST_FETCHING] = "fetching",	[ST_READING] = "reading",
+	[ST_COMMITTING] = "committing", [ST_CHECKING_API] = "checking-api",
+	[ST_INSTALLING] = "installing", [ST_APPLYING] = "applying",
 	[ST_WAITING] = "waiting",
 };
 
@@ -60,7 +60,7 @@ struct bootstrap {
 	struct co_git_opts git;
 	char *cluster_path;
 	char sha[CO_GIT_SHA_HEX + 1];
-	json_t *files;           /* the sync folder as it should be */
+	json_t *files; /* the sync folder as it should be */
 	struct co_kube *kube;
 	struct co_subproc *proc;
 	enum wait_step wstep;
@@ -110,15 +110,19 @@ static void git_cb(struct co_git_result *res, void *data)
 		set_state(b, ST_READING, NULL);
 		return;
 	case ST_READING:
-		json_object_foreach(b->files, key, v) {
-			const char *base = key + strlen(b->cluster_path) + strlen("/flux-system/");
+		json_object_foreach(b->files, key, v)
+		{
+			const char *base =
+				key + strlen(b->cluster_path) + strlen("/flux-system/");
 
 			if (res->status < 0 || !json_object_get(res->files, base))
 				missing = true;
 		}
 		if (!missing) {
-			co_stage_log(b->sm.run, CO_LOG_INFO, "'%s/flux-system' is in the fleet repo "
-				     "at %.12s", b->cluster_path, b->sha);
+			co_stage_log(b->sm.run, CO_LOG_INFO,
+				     "'%s/flux-system' is in the fleet repo "
+				     "at %.12s",
+				     b->cluster_path, b->sha);
 			set_state(b, ST_CHECKING_API, NULL);
 			return;
 		}
@@ -146,21 +150,24 @@ static void enter_git(struct bootstrap *b)
 	switch (b->state) {
 	case ST_FETCHING:
 		co_stage_waiting(run, "fetch the fleet repo");
-		rc = co_git_fetch(co_stage_loop(run), &b->git, co_stages_branch(run), git_cb, b,
-				  &err);
+		rc = co_git_fetch(co_stage_loop(run), &b->git, co_stages_branch(run),
+				  git_cb, b, &err);
 		break;
 	case ST_READING:
 		dir = co_asprintf("%s/flux-system", b->cluster_path);
-		rc = co_git_read_tree(co_stage_loop(run), &b->git, b->sha, dir, 64, 4 << 20,
-				      git_cb, b, &err);
+		rc = co_git_read_tree(co_stage_loop(run), &b->git, b->sha, dir, 64,
+				      4 << 20, git_cb, b, &err);
 		free(dir);
 		break;
 	case ST_COMMITTING: {
-		char *msg = co_asprintf("Add Flux sync manifests for %s", b->cluster_path);
-		struct co_git_commit c = { .branch = co_stages_branch(run), .message = msg,
-					   .changes = b->files };
+		char *msg =
+			co_asprintf("Add Flux sync manifests for %s", b->cluster_path);
+		struct co_git_commit c = {.branch = co_stages_branch(run),
+					  .message = msg,
+					  .changes = b->files};
 
-		co_stage_waiting(run, "push '%s/flux-system' to the fleet repo", b->cluster_path);
+		co_stage_waiting(run, "push '%s/flux-system' to the fleet repo",
+				 b->cluster_path);
 		rc = co_git_commit_push(co_stage_loop(run), &b->git, &c, git_cb, b, &err);
 		free(msg);
 		break;
@@ -184,9 +191,9 @@ static void applied_cb(struct co_kube_result *res, void *data)
 	if (co_sm_op_done(&b->sm))
 		return;
 	if (res->status < 0) {
-		co_error_prefix(&res->err, "%s", b->state == ST_INSTALLING
-							 ? "apply Flux components"
-							 : "apply flux-system sync");
+		co_error_prefix(&res->err, "%s",
+				b->state == ST_INSTALLING ? "apply Flux components"
+							  : "apply flux-system sync");
 		co_sm_finish(&b->sm, res->status, &res->err);
 		return;
 	}
@@ -224,8 +231,9 @@ static void api_cb(struct co_kube_result *res, void *data)
 
 static void enter_checking_api(struct bootstrap *b)
 {
-	struct co_kube_ref ref = { .api_version = "kustomize.toolkit.fluxcd.io/v1",
-				   .kind = "Kustomization", .ns = "flux-system" };
+	struct co_kube_ref ref = {.api_version = "kustomize.toolkit.fluxcd.io/v1",
+				  .kind = "Kustomization",
+				  .ns = "flux-system"};
 	struct co_error err = CO_ERROR_INIT;
 	const json_t *cc = co_stage_output(b->sm.run, "create-cluster");
 	const char *kc = json_string_value(json_object_get(cc, "kubeconfig"));
@@ -268,16 +276,17 @@ static void flux_export_cb(struct co_subproc_result *res, void *data)
 		fail_err(b, &err, -EINVAL);
 		return;
 	}
-	co_stage_waiting(b->sm.run, "apply %zu Flux component objects", json_array_size(docs));
+	co_stage_waiting(b->sm.run, "apply %zu Flux component objects",
+			 json_array_size(docs));
 	apply_docs(b, docs);
 	json_decref(docs);
 }
 
 static void enter_installing(struct bootstrap *b)
 {
-	static const char *const argv[] = { "flux", "install", "--export", NULL };
-	struct co_subproc_opts opts = { .argv = argv, .max_output = 16 * 1024 * 1024,
-					.timeout_ms = 120000 };
+	static const char *const argv[] = {"flux", "install", "--export", NULL};
+	struct co_subproc_opts opts = {
+		.argv = argv, .max_output = 16 * 1024 * 1024, .timeout_ms = 120000};
 	const char *file = co_stage_request_str(b->sm.run, "fluxComponents");
 	struct co_error err = CO_ERROR_INIT;
 	json_t *docs = NULL;
@@ -295,9 +304,11 @@ static void enter_installing(struct bootstrap *b)
 	co_stage_waiting(b->sm.run, "flux install --export");
 	if (co_subproc_run(co_stage_loop(b->sm.run), &b->proc, &opts, flux_export_cb, b,
 			   &err) < 0) {
-		co_error_set(&err, -ENOENT, "the cluster does not serve Flux's APIs and neither "
-			     "a flux CLI on PATH nor a components file (--flux-components) is "
-			     "available to install them");
+		co_error_set(
+			&err, -ENOENT,
+			"the cluster does not serve Flux's APIs and neither "
+			"a flux CLI on PATH nor a components file (--flux-components) is "
+			"available to install them");
 		fail_err(b, &err, -ENOENT);
 		return;
 	}
@@ -312,20 +323,22 @@ static void enter_applying(struct bootstrap *b)
 	const char *key;
 	json_t *v;
 
-	json_array_append_new(docs, json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "v1", "kind",
-					      "Namespace", "metadata", "name", "flux-system"));
-	json_array_append_new(docs, json_pack("{s:s, s:s, s:{s:s, s:s}, s:O}", "apiVersion",
-					      "v1", "kind", "ConfigMap", "metadata", "name",
-					      "cluster-vars", "namespace", "flux-system", "data",
-					      vars));
+	json_array_append_new(docs,
+			      json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "v1", "kind",
+					"Namespace", "metadata", "name", "flux-system"));
+	json_array_append_new(docs, json_pack("{s:s, s:s, s:{s:s, s:s}, s:O}",
+					      "apiVersion", "v1", "kind", "ConfigMap",
+					      "metadata", "name", "cluster-vars",
+					      "namespace", "flux-system", "data", vars));
 	json_decref(vars);
-	json_object_foreach(b->files, key, v) {
+	json_object_foreach(b->files, key, v)
+	{
 		json_t *objs = NULL;
 
 		if (!strstr(key, "gotk-sync.yaml"))
 			continue;
-		if (co_yaml_load_all(&objs, json_string_value(v), strlen(json_string_value(v)),
-				     key, &err) < 0) {
+		if (co_yaml_load_all(&objs, json_string_value(v),
+				     strlen(json_string_value(v)), key, &err) < 0) {
 			json_decref(docs);
 			fail_err(b, &err, -EINVAL);
 			return;
@@ -346,8 +359,8 @@ static void not_ready(struct bootstrap *b, const char *what, const char *reason)
 {
 	char *rev = revision(b);
 
-	co_stage_waiting(b->sm.run, "%s flux-system/flux-system Ready at %s (%s)", what, rev,
-			 reason);
+	co_stage_waiting(b->sm.run, "%s flux-system/flux-system Ready at %s (%s)", what,
+			 rev, reason);
 	free(rev);
 	co_sm_sleep(&b->sm, co_stage_backoff(b->attempt++, 300, 5000));
 }
@@ -399,8 +412,8 @@ static void head_cb(struct co_git_result *res, void *data)
 	if (co_sm_op_done(&b->sm))
 		return;
 	if (res->status == 0 && strcmp(res->sha, b->sha) != 0) {
-		co_stage_log(b->sm.run, CO_LOG_INFO, "fleet repo moved to %.12s; waiting for it",
-			     res->sha);
+		co_stage_log(b->sm.run, CO_LOG_INFO,
+			     "fleet repo moved to %.12s; waiting for it", res->sha);
 		memcpy(b->sha, res->sha, sizeof(b->sha));
 	}
 	b->wstep = W_SOURCE;
@@ -410,13 +423,13 @@ static void head_cb(struct co_git_result *res, void *data)
 static void wait_round(struct bootstrap *b)
 {
 	struct co_error err = CO_ERROR_INIT;
-	struct co_kube_ref ref = { .ns = "flux-system", .name = "flux-system" };
+	struct co_kube_ref ref = {.ns = "flux-system", .name = "flux-system"};
 	int rc;
 
 	switch (b->wstep) {
 	case W_HEAD:
-		rc = co_git_ls_remote(co_stage_loop(b->sm.run), &b->git, co_stages_branch(b->sm.run),
-				      head_cb, b, &err);
+		rc = co_git_ls_remote(co_stage_loop(b->sm.run), &b->git,
+				      co_stages_branch(b->sm.run), head_cb, b, &err);
 		break;
 	case W_SOURCE:
 		ref.api_version = "source.toolkit.fluxcd.io/v1";
@@ -513,7 +526,8 @@ static int bootstrap_start(struct co_stage_run *run, const char *state,
 	b->url = co_strdup(url);
 	co_stages_git_opts(run, b->url, &b->git, &b->cache);
 	b->cluster_path = co_stages_cluster_path(run);
-	b->files = co_stages_flux_sync_files(b->url, co_stages_branch(run), b->cluster_path);
+	b->files =
+		co_stages_flux_sync_files(b->url, co_stages_branch(run), b->cluster_path);
 	set_state(b, ST_FETCHING, NULL);
 	return 0;
 }

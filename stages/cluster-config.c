@@ -27,7 +27,7 @@
 enum state {
 	ST_READING, /* fleet tip and the cluster path's Kustomizations */
 	ST_WAITING, /* all Ready at HEAD */
-	ST_DONE,         /* outputs recorded; not journaled (the engine marks done) */
+	ST_DONE,    /* outputs recorded; not journaled (the engine marks done) */
 };
 
 static const char *const state_names[] = {
@@ -43,9 +43,9 @@ struct config {
 	struct co_git_opts git;
 	char *cluster_path;
 	char sha[CO_GIT_SHA_HEX + 1];
-	int reading_step;    /* 0 fetch, 1 read_tree */
-	json_t *names;       /* ["ns/name"...] in file order */
-	size_t next;         /* index being checked this round; SIZE_MAX = HEAD */
+	int reading_step; /* 0 fetch, 1 read_tree */
+	json_t *names;	  /* ["ns/name"...] in file order */
+	size_t next;	  /* index being checked this round; SIZE_MAX = HEAD */
 	unsigned attempt;
 	struct co_kube *kube;
 };
@@ -107,11 +107,11 @@ static void enter_reading(struct config *c)
 
 	if (c->reading_step == 0) {
 		co_stage_waiting(run, "fetch the fleet repo");
-		rc = co_git_fetch(co_stage_loop(run), &c->git, co_stages_branch(run), git_cb, c,
-				  &err);
+		rc = co_git_fetch(co_stage_loop(run), &c->git, co_stages_branch(run),
+				  git_cb, c, &err);
 	} else {
-		rc = co_git_read_tree(co_stage_loop(run), &c->git, c->sha, c->cluster_path, 0, 0,
-				      git_cb, c, &err);
+		rc = co_git_read_tree(co_stage_loop(run), &c->git, c->sha,
+				      c->cluster_path, 0, 0, git_cb, c, &err);
 	}
 	if (rc < 0) {
 		fail_err(c, &err, -EIO);
@@ -139,8 +139,9 @@ static void get_cb(struct co_kube_result *res, void *data)
 	}
 	rev = co_stages_revision(co_stages_branch(c->sm.run), c->sha);
 	if (res->status < 0) {
-		snprintf(reason, sizeof(reason), "%s", res->status == -ENOENT ? "not created yet"
-								       : co_error_str(&res->err));
+		snprintf(reason, sizeof(reason), "%s",
+			 res->status == -ENOENT ? "not created yet"
+						: co_error_str(&res->err));
 		r = 0;
 	} else {
 		r = co_kube_ready(res->obj, rev, reason, sizeof(reason));
@@ -154,7 +155,8 @@ static void get_cb(struct co_kube_result *res, void *data)
 		return;
 	}
 	if (r == 0) {
-		co_stage_waiting(c->sm.run, "Kustomization %s Ready at %s (%s)", id, rev, reason);
+		co_stage_waiting(c->sm.run, "Kustomization %s Ready at %s (%s)", id, rev,
+				 reason);
 		free(rev);
 		co_sm_sleep(&c->sm, co_stage_backoff(c->attempt++, 300, 5000));
 		return;
@@ -171,8 +173,8 @@ static void head_cb(struct co_git_result *res, void *data)
 	if (co_sm_op_done(&c->sm))
 		return;
 	if (res->status == 0 && strcmp(res->sha, c->sha) != 0) {
-		co_stage_log(c->sm.run, CO_LOG_INFO, "fleet repo moved to %.12s; waiting for it",
-			     res->sha);
+		co_stage_log(c->sm.run, CO_LOG_INFO,
+			     "fleet repo moved to %.12s; waiting for it", res->sha);
 		memcpy(c->sha, res->sha, sizeof(c->sha));
 	}
 	c->next = 0;
@@ -194,9 +196,10 @@ static void check_next(struct config *c)
 		const char *id = json_string_value(json_array_get(c->names, c->next));
 		const char *slash = strchr(id, '/');
 		char *ns = co_asprintf("%.*s", (int)(slash - id), id);
-		struct co_kube_ref ref = { .api_version = "kustomize.toolkit.fluxcd.io/v1",
-					   .kind = "Kustomization", .ns = ns,
-					   .name = slash + 1 };
+		struct co_kube_ref ref = {.api_version = "kustomize.toolkit.fluxcd.io/v1",
+					  .kind = "Kustomization",
+					  .ns = ns,
+					  .name = slash + 1};
 
 		rc = co_kube_get(c->kube, &ref, get_cb, c, &err);
 		free(ns);
@@ -211,12 +214,13 @@ static void check_next(struct config *c)
 static void enter_waiting(struct config *c)
 {
 	struct co_error err = CO_ERROR_INIT;
-	const char *kc = json_string_value(
-		json_object_get(co_stage_output(c->sm.run, "create-cluster"), "kubeconfig"));
+	const char *kc = json_string_value(json_object_get(
+		co_stage_output(c->sm.run, "create-cluster"), "kubeconfig"));
 
 	if (!c->kube) {
 		if (!kc) {
-			co_error_set(&err, -EINVAL, "no kubeconfig recorded by create-cluster");
+			co_error_set(&err, -EINVAL,
+				     "no kubeconfig recorded by create-cluster");
 			fail_err(c, &err, -EINVAL);
 			return;
 		}
@@ -274,8 +278,8 @@ static void release(struct co_sm *sm)
 	json_decref(c->names);
 }
 
-static int config_start(struct co_stage_run *run, const char *state, const json_t *details,
-			struct co_error *err)
+static int config_start(struct co_stage_run *run, const char *state,
+			const json_t *details, struct co_error *err)
 {
 	struct config *c;
 	const char *url = co_stage_request_str(run, "fleetRepo");

@@ -14,11 +14,13 @@ int co_stages_kube_from_path(struct co_stage_run *run, const char *path,
 			     struct co_kube **ret, struct co_error *err)
 {
 	struct co_kubeconfig *cfg = NULL;
-	const struct co_pipeline_services *svc = co_pipeline_services(co_stage_pipeline(run));
+	const struct co_pipeline_services *svc =
+		co_pipeline_services(co_stage_pipeline(run));
 	int rc;
 
 	if (!svc || !svc->http)
-		return co_error_set(err, -EINVAL, "no http client for the kubernetes client");
+		return co_error_set(err, -EINVAL,
+				    "no http client for the kubernetes client");
 	rc = co_kubeconfig_load(&cfg, path, NULL, err);
 	if (rc < 0)
 		return rc;
@@ -27,17 +29,19 @@ int co_stages_kube_from_path(struct co_stage_run *run, const char *path,
 	return rc;
 }
 
-int co_stages_kube_from_text(struct co_stage_run *run, const char *yaml, struct co_kube **ret,
-			     struct co_error *err)
+int co_stages_kube_from_text(struct co_stage_run *run, const char *yaml,
+			     struct co_kube **ret, struct co_error *err)
 {
 	struct co_kubeconfig *cfg = NULL;
-	const struct co_pipeline_services *svc = co_pipeline_services(co_stage_pipeline(run));
+	const struct co_pipeline_services *svc =
+		co_pipeline_services(co_stage_pipeline(run));
 	int rc;
 
 	if (!svc || !svc->http)
-		return co_error_set(err, -EINVAL, "no http client for the kubernetes client");
-	rc = co_kubeconfig_parse(&cfg, yaml, strlen(yaml), "provider kubeconfig", NULL, NULL,
-				 err);
+		return co_error_set(err, -EINVAL,
+				    "no http client for the kubernetes client");
+	rc = co_kubeconfig_parse(&cfg, yaml, strlen(yaml), "provider kubeconfig", NULL,
+				 NULL, err);
 	if (rc < 0)
 		return rc;
 	rc = co_kube_new(ret, co_stage_loop(run), svc->http, cfg, err);

@@ -30,9 +30,10 @@ struct co_sm {
 	bool busy;
 	bool cancelled;
 	bool finishing;
-	void (*step)(struct co_sm *sm);       /* run after a co_sm_sleep() */
-	void (*on_cancel)(struct co_sm *sm);  /* abort the operation in flight; may be NULL */
-	void (*release)(struct co_sm *sm);    /* free the stage's own resources */
+	void (*step)(struct co_sm *sm); /* run after a co_sm_sleep() */
+	void (*on_cancel)(
+		struct co_sm *sm); /* abort the operation in flight; may be NULL */
+	void (*release)(struct co_sm *sm); /* free the stage's own resources */
 };
 
 /* Set up sm (allocated by the caller, at least size bytes, zeroed) and attach it to
@@ -68,14 +69,14 @@ const char *co_stages_branch(struct co_stage_run *run);
 
 /* Fill opts for a remote; cache_dir is allocated into *ret_cache (caller frees) under
  * <state>/git-cache/<sanitised url>. */
-void co_stages_git_opts(struct co_stage_run *run, const char *url, struct co_git_opts *opts,
-			char **ret_cache);
+void co_stages_git_opts(struct co_stage_run *run, const char *url,
+			struct co_git_opts *opts, char **ret_cache);
 
 /* A Kubernetes client from a kubeconfig file (path) or text. */
 int co_stages_kube_from_path(struct co_stage_run *run, const char *path,
 			     struct co_kube **ret, struct co_error *err);
-int co_stages_kube_from_text(struct co_stage_run *run, const char *yaml, struct co_kube **ret,
-			     struct co_error *err);
+int co_stages_kube_from_text(struct co_stage_run *run, const char *yaml,
+			     struct co_kube **ret, struct co_error *err);
 
 /* The cluster variables bootstrap writes into flux-system/cluster-vars (new object). */
 json_t *co_stages_cluster_vars(struct co_stage_run *run);
@@ -97,8 +98,6 @@ void co_stages_substitute_json(json_t *value, const json_t *vars);
 
 /* The revision Flux reports for a commit on a branch: "main@sha1:<sha>" (new string). */
 char *co_stages_revision(const char *branch, const char *sha);
-
-
 
 /*
  * The flux-system sync folder as `flux bootstrap` writes it for a cluster path:

@@ -31,10 +31,10 @@
 #include <string.h>
 
 enum state {
-	ST_CREATING,        /* provider get, then create when missing */
-	ST_REGISTERING,     /* kubeconfig and registry entry */
+	ST_CREATING,	    /* provider get, then create when missing */
+	ST_REGISTERING,	    /* kubeconfig and registry entry */
 	ST_WAITING_VERSION, /* /version answers the target */
-	ST_DONE,         /* outputs recorded; not journaled (the engine marks done) */
+	ST_DONE,	    /* outputs recorded; not journaled (the engine marks done) */
 };
 
 static const char *const state_names[] = {
@@ -47,8 +47,8 @@ struct create {
 	struct co_sm sm;
 	enum state state;
 	json_t *spec;
-	json_t *cluster;      /* the provider's answer */
-	char *kubeconfig;     /* path */
+	json_t *cluster;  /* the provider's answer */
+	char *kubeconfig; /* path */
 	struct co_kube *kube;
 	unsigned attempt;
 	char last[160];
@@ -91,9 +91,9 @@ static json_t *build_spec(struct co_stage_run *run)
 	char *version = co_provider_version_from_image(image ? image : "");
 	const json_t *port = json_object_get(co_stage_request(run), "port");
 	json_t *spec = json_pack("{s:s, s:s, s:s, s:s, s:s}", "name",
-				 co_stages_req(run, "new", ""), "image", image ? image : "",
-				 "version", version ? version : "", "env",
-				 co_stages_req(run, "env", "staging"), "location",
+				 co_stages_req(run, "new", ""), "image",
+				 image ? image : "", "version", version ? version : "",
+				 "env", co_stages_req(run, "env", "staging"), "location",
 				 co_stages_req(run, "location", "northeurope"));
 
 	if (json_is_integer(port) && json_integer_value(port) > 0)
@@ -132,10 +132,13 @@ static void get_cb(struct co_provider_result *res, void *data)
 	if (co_sm_op_done(&c->sm))
 		return;
 	if (res->status == 0) {
-		co_stage_log(c->sm.run, CO_LOG_INFO, "cluster '%s' already exists (%s); not "
-			     "creating it again", name,
+		co_stage_log(c->sm.run, CO_LOG_INFO,
+			     "cluster '%s' already exists (%s); not "
+			     "creating it again",
+			     name,
 			     json_string_value(json_object_get(res->cluster, "state"))
-				     ? json_string_value(json_object_get(res->cluster, "state"))
+				     ? json_string_value(
+					       json_object_get(res->cluster, "state"))
 				     : "found");
 		c->cluster = json_incref(res->cluster);
 		set_state(c, ST_REGISTERING, NULL);
@@ -182,7 +185,8 @@ static void enter_registering(struct create *c)
 	int rc;
 
 	if (!kc || !*kc) {
-		finish_err(c, -EPROTO, "provider gave no kubeconfig for cluster '%s'", name);
+		finish_err(c, -EPROTO, "provider gave no kubeconfig for cluster '%s'",
+			   name);
 		return;
 	}
 	rc = co_registry_write_kubeconfig(reg, name, kc, &c->kubeconfig, &err);
@@ -195,8 +199,9 @@ static void enter_registering(struct create *c)
 			   json_object_get(c->spec, "env"), "location",
 			   json_object_get(c->spec, "location"), "image",
 			   json_object_get(c->spec, "image"), "version",
-			   json_string_value(json_object_get(c->spec, "version")), "kubeconfig",
-			   c->kubeconfig, "pipeline", co_pipeline_id(co_stage_pipeline(run)));
+			   json_string_value(json_object_get(c->spec, "version")),
+			   "kubeconfig", c->kubeconfig, "pipeline",
+			   co_pipeline_id(co_stage_pipeline(run)));
 	if (ingress)
 		json_object_set_new(fields, "ingress", json_string(ingress));
 	rc = co_registry_put(reg, name, fields, &err);
@@ -236,7 +241,8 @@ static void version_cb(struct co_kube_result *res, void *data)
 			set_state(c, ST_DONE, NULL);
 			return;
 		}
-		snprintf(c->last, sizeof(c->last), "answers %s", got ? got : "no gitVersion");
+		snprintf(c->last, sizeof(c->last), "answers %s",
+			 got ? got : "no gitVersion");
 	} else if (!co_kube_transient(res) && res->status != -EACCES) {
 		co_sm_finish(&c->sm, res->status, &res->err);
 		return;
@@ -244,7 +250,8 @@ static void version_cb(struct co_kube_result *res, void *data)
 		snprintf(c->last, sizeof(c->last), "%s", co_error_str(&res->err));
 	}
 	co_stage_waiting(c->sm.run, "cluster '%s' /version %s (%s)",
-			 json_string_value(json_object_get(c->spec, "name")), want, c->last);
+			 json_string_value(json_object_get(c->spec, "name")), want,
+			 c->last);
 	co_sm_sleep(&c->sm, co_stage_backoff(c->attempt++, 500, 5000));
 }
 
@@ -263,11 +270,13 @@ static void enter_waiting_version(struct create *c)
 {
 	struct co_error err = CO_ERROR_INIT;
 
-	if (!c->kube && co_stages_kube_from_path(c->sm.run, c->kubeconfig, &c->kube, &err) < 0) {
+	if (!c->kube &&
+	    co_stages_kube_from_path(c->sm.run, c->kubeconfig, &c->kube, &err) < 0) {
 		co_sm_finish(&c->sm, err.code ? err.code : -EINVAL, &err);
 		return;
 	}
-	co_kube_set_timeout(c->kube, co_time_scaled(10000) < 2000 ? 2000 : co_time_scaled(10000));
+	co_kube_set_timeout(c->kube,
+			    co_time_scaled(10000) < 2000 ? 2000 : co_time_scaled(10000));
 	co_stage_waiting(c->sm.run, "cluster '%s' /version %s",
 			 json_string_value(json_object_get(c->spec, "name")),
 			 json_string_value(json_object_get(c->spec, "version")));
@@ -279,12 +288,13 @@ static void finish_done(struct create *c)
 	struct co_stage_run *run = c->sm.run;
 	const char *ingress = json_string_value(json_object_get(c->cluster, "ingress"));
 
-	co_stage_record(run, "cluster", json_string(json_string_value(json_object_get(c->spec,
-										      "name"))),
+	co_stage_record(run, "cluster",
+			json_string(json_string_value(json_object_get(c->spec, "name"))),
 			NULL);
 	co_stage_record(run, "kubeconfig", json_string(c->kubeconfig), NULL);
 	co_stage_record(run, "ingress", json_string(ingress ? ingress : ""), NULL);
-	co_stage_record(run, "version", json_incref(json_object_get(c->spec, "version")), NULL);
+	co_stage_record(run, "version", json_incref(json_object_get(c->spec, "version")),
+			NULL);
 	co_sm_finish(&c->sm, 0, NULL);
 }
 
@@ -334,16 +344,18 @@ static void release(struct co_sm *sm)
 
 static int check_services(struct co_stage_run *run, struct co_error *err)
 {
-	const struct co_pipeline_services *svc = co_pipeline_services(co_stage_pipeline(run));
+	const struct co_pipeline_services *svc =
+		co_pipeline_services(co_stage_pipeline(run));
 
 	if (!svc || !svc->provider || !svc->registry)
-		return co_error_set(err, -EINVAL, "create-cluster needs a provider and a "
+		return co_error_set(err, -EINVAL,
+				    "create-cluster needs a provider and a "
 				    "registry");
 	return 0;
 }
 
-static int create_start(struct co_stage_run *run, const char *state, const json_t *details,
-			struct co_error *err)
+static int create_start(struct co_stage_run *run, const char *state,
+			const json_t *details, struct co_error *err)
 {
 	struct create *c;
 	int rc = check_services(run, err);
@@ -357,8 +369,10 @@ static int create_start(struct co_stage_run *run, const char *state, const json_
 	c->sm.release = release;
 	c->spec = build_spec(run);
 	if (state)
-		co_stage_log(run, CO_LOG_INFO, "resuming from '%s': asking the provider what "
-			     "exists before anything else", state);
+		co_stage_log(run, CO_LOG_INFO,
+			     "resuming from '%s': asking the provider what "
+			     "exists before anything else",
+			     state);
 	(void)details;
 	set_state(c, ST_CREATING, c->spec);
 	return 0;
@@ -406,9 +420,10 @@ static int create_cleanup(struct co_stage_run *run, struct co_error *err)
 	c->sm.release = release;
 	c->cleanup = true;
 	c->spec = build_spec(run);
-	co_stage_waiting(run, "provider deleting cluster '%s'", co_stages_req(run, "new", ""));
-	rc = co_provider_delete(svc_of(c)->provider, co_stages_req(run, "new", ""), delete_cb,
-				c, err);
+	co_stage_waiting(run, "provider deleting cluster '%s'",
+			 co_stages_req(run, "new", ""));
+	rc = co_provider_delete(svc_of(c)->provider, co_stages_req(run, "new", ""),
+				delete_cb, c, err);
 	if (rc < 0) {
 		/* nothing in flight: end through the base so the timer is closed */
 		co_sm_finish(&c->sm, rc, err);

@@ -18,13 +18,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_UNITS 5000
-#define MAX_DEPTH 24
+#define MAX_UNITS	     5000
+#define MAX_DEPTH	     24
 #define KUSTOMIZE_TIMEOUT_MS 60000
 
 struct unit {
-	char *abs;     /* file or directory */
-	char *rel;     /* relative to root */
+	char *abs; /* file or directory */
+	char *rel; /* relative to root */
 	int kustomize;
 };
 
@@ -34,9 +34,9 @@ struct co_manifests {
 	struct unit *units;
 	size_t n, cap, next;
 	json_t *items;
-	json_t *index;     /* built lazily for kustomize outputs */
+	json_t *index; /* built lazily for kustomize outputs */
 	struct co_subproc *proc;
-	uv_idle_t idle;    /* defers the callback out of co_manifests_build */
+	uv_idle_t idle; /* defers the callback out of co_manifests_build */
 	int cancelled;
 	int status;
 	struct co_error err;
@@ -44,9 +44,8 @@ struct co_manifests {
 	void *data;
 };
 
-static const char *const kustomization_names[] = { "kustomization.yaml",
-						   "kustomization.yml", "Kustomization",
-						   NULL };
+static const char *const kustomization_names[] = {
+	"kustomization.yaml", "kustomization.yml", "Kustomization", NULL};
 
 static int has_kustomization(const char *dir)
 {
@@ -73,8 +72,9 @@ static int add_unit(struct co_manifests *m, const char *abs, const char *rel, in
 		    struct co_error *err)
 {
 	if (m->n >= MAX_UNITS)
-		return co_error_set(err, -E2BIG, "build '%s': more than %d manifest files",
-				    m->root, MAX_UNITS);
+		return co_error_set(err, -E2BIG,
+				    "build '%s': more than %d manifest files", m->root,
+				    MAX_UNITS);
 	if (m->n == m->cap) {
 		m->cap = m->cap ? m->cap * 2 : 16;
 		m->units = realloc(m->units, m->cap * sizeof(*m->units));
@@ -130,13 +130,15 @@ static int walk(struct co_manifests *m, const char *abs, const char *rel, int de
 	int rc = 0;
 
 	if (depth > MAX_DEPTH)
-		return co_error_set(err, -ELOOP, "build '%s': directories nested too deep", abs);
+		return co_error_set(err, -ELOOP,
+				    "build '%s': directories nested too deep", abs);
 	if (has_kustomization(abs))
 		return add_unit(m, abs, rel, 1, err);
 	names = list_dir(abs, &n);
 	for (size_t i = 0; i < n; i++) {
 		char *a = co_asprintf("%s/%s", abs, names[i]);
-		char *r = *rel ? co_asprintf("%s/%s", rel, names[i]) : co_strdup(names[i]);
+		char *r =
+			*rel ? co_asprintf("%s/%s", rel, names[i]) : co_strdup(names[i]);
 		struct stat st;
 
 		if (rc == 0 && lstat(a, &st) == 0) {
@@ -163,7 +165,8 @@ static void index_walk(json_t *idx, const char *abs, const char *rel, int depth)
 	names = list_dir(abs, &n);
 	for (size_t i = 0; i < n; i++) {
 		char *a = co_asprintf("%s/%s", abs, names[i]);
-		char *r = *rel ? co_asprintf("%s/%s", rel, names[i]) : co_strdup(names[i]);
+		char *r =
+			*rel ? co_asprintf("%s/%s", rel, names[i]) : co_strdup(names[i]);
 		struct stat st;
 		json_t *docs = NULL;
 		struct co_error err = CO_ERROR_INIT;
@@ -173,10 +176,12 @@ static void index_walk(json_t *idx, const char *abs, const char *rel, int depth)
 		if (lstat(a, &st) == 0 && S_ISDIR(st.st_mode)) {
 			index_walk(idx, a, r, depth + 1);
 		} else if (is_yaml(names[i]) && co_yaml_load_file(&docs, a, &err) == 0) {
-			json_array_foreach(docs, j, doc) {
-				const char *av = json_string_value(json_object_get(doc,
-										   "apiVersion"));
-				const char *k = json_string_value(json_object_get(doc, "kind"));
+			json_array_foreach(docs, j, doc)
+			{
+				const char *av = json_string_value(
+					json_object_get(doc, "apiVersion"));
+				const char *k =
+					json_string_value(json_object_get(doc, "kind"));
 				const char *nm = json_string_value(json_object_get(
 					json_object_get(doc, "metadata"), "name"));
 				char *key;
@@ -210,29 +215,32 @@ static void add_items(struct co_manifests *m, json_t *docs, const struct unit *u
 	size_t i;
 	json_t *doc;
 
-	json_array_foreach(docs, i, doc) {
+	json_array_foreach(docs, i, doc)
+	{
 		const char *src = u->rel;
 
 		if (!json_is_object(doc))
 			continue;
 		if (u->kustomize) {
-			const char *av = json_string_value(json_object_get(doc, "apiVersion"));
+			const char *av =
+				json_string_value(json_object_get(doc, "apiVersion"));
 			const char *k = json_string_value(json_object_get(doc, "kind"));
-			const char *nm = json_string_value(
-				json_object_get(json_object_get(doc, "metadata"), "name"));
+			const char *nm = json_string_value(json_object_get(
+				json_object_get(doc, "metadata"), "name"));
 			char *key;
 			const char *f;
 
 			if (!m->index)
 				m->index = co_manifests_index(m->root);
-			key = co_asprintf("%s|%s|%s", av ? av : "", k ? k : "", nm ? nm : "");
+			key = co_asprintf("%s|%s|%s", av ? av : "", k ? k : "",
+					  nm ? nm : "");
 			f = json_string_value(json_object_get(m->index, key));
 			free(key);
 			if (f)
 				src = f;
 		}
-		json_array_append_new(m->items, json_pack("{s:O, s:s}", "object", doc, "source",
-							  src));
+		json_array_append_new(
+			m->items, json_pack("{s:O, s:s}", "object", doc, "source", src));
 	}
 }
 
@@ -285,7 +293,8 @@ static void kustomize_done(struct co_subproc_result *res, void *data)
 		end(m, m->err.code);
 		return;
 	}
-	if (co_yaml_load_all(&docs, co_buf_cstr(&res->out), res->out.len, u->rel, &m->err) < 0) {
+	if (co_yaml_load_all(&docs, co_buf_cstr(&res->out), res->out.len, u->rel,
+			     &m->err) < 0) {
 		end(m, m->err.code ? m->err.code : -EINVAL);
 		return;
 	}
@@ -306,10 +315,11 @@ static void next_unit(struct co_manifests *m)
 			return;
 		}
 		if (u->kustomize) {
-			const char *argv[] = { "kubectl", "kustomize", u->abs, NULL };
-			struct co_subproc_opts opts = { .argv = argv,
-							.max_output = 32 * 1024 * 1024,
-							.timeout_ms = KUSTOMIZE_TIMEOUT_MS };
+			const char *argv[] = {"kubectl", "kustomize", u->abs, NULL};
+			struct co_subproc_opts opts = {.argv = argv,
+						       .max_output = 32 * 1024 * 1024,
+						       .timeout_ms =
+							       KUSTOMIZE_TIMEOUT_MS};
 
 			if (co_subproc_run(m->loop, &m->proc, &opts, kustomize_done, m,
 					   &m->err) < 0) {
@@ -351,10 +361,12 @@ int co_manifests_build(struct co_manifests **ret, uv_loop_t *loop, const char *r
 	if (!path || strcmp(path, ".") == 0)
 		path = "";
 	if (strstr(path, ".."))
-		return co_error_set(err, -EINVAL, "build: path '%s' leaves the repository", path);
+		return co_error_set(err, -EINVAL,
+				    "build: path '%s' leaves the repository", path);
 	abs = *path ? co_asprintf("%s/%s", root, path) : co_strdup(root);
 	if (stat(abs, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		rc = co_error_set(err, -ENOENT, "build: path '%s' not found in the repository",
+		rc = co_error_set(err, -ENOENT,
+				  "build: path '%s' not found in the repository",
 				  *path ? path : ".");
 		free(abs);
 		return rc;

@@ -32,21 +32,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_UNITS 256
+#define MAX_UNITS  256
 #define MAX_REPORT 200
 
 enum state {
-	ST_VALIDATING,     /* checking the request itself */
+	ST_VALIDATING,	   /* checking the request itself */
 	ST_CHECKING_OLD,   /* old cluster in the registry and answering */
 	ST_CHECKING_NEW,   /* new cluster name not taken */
-	ST_SCANNING,       /* removed-API scan of the fleet and tenant repos */
+	ST_SCANNING,	   /* removed-API scan of the fleet and tenant repos */
 	ST_CHECKING_REACH, /* load balancer and Prometheus reachable */
-	ST_DONE,         /* outputs recorded; not journaled (the engine marks done) */
+	ST_DONE,	   /* outputs recorded; not journaled (the engine marks done) */
 };
 
 static const char *const state_names[] = {
-	[ST_VALIDATING] = "validating",   [ST_CHECKING_OLD] = "checking-old",
-	[ST_CHECKING_NEW] = "checking-new", [ST_SCANNING] = "scanning",
+	[ST_VALIDATING] = "validating",		[ST_CHECKING_OLD] = "checking-old",
+	[ST_CHECKING_NEW] = "checking-new",	[ST_SCANNING] = "scanning",
 	[ST_CHECKING_REACH] = "checking-reach",
 };
 
@@ -62,18 +62,18 @@ struct preflight {
 	struct co_kube *kube;
 	json_t *vars;
 	/* scan */
-	json_t *units;        /* [{"url", "path", "done"}] */
+	json_t *units; /* [{"url", "path", "done"}] */
 	size_t unit;
 	enum scan_step scan_step;
-	json_t *repos;        /* url -> {"sha", "dir", "label"} */
-	json_t *sources;      /* "ns/name" -> url (GitRepository objects seen) */
-	json_t *pending;      /* Flux Kustomizations whose source is not known yet */
-	json_t *blocking;     /* report lines */
+	json_t *repos;	  /* url -> {"sha", "dir", "label"} */
+	json_t *sources;  /* "ns/name" -> url (GitRepository objects seen) */
+	json_t *pending;  /* Flux Kustomizations whose source is not known yet */
+	json_t *blocking; /* report lines */
 	size_t objects;
 	char *cache;
 	struct co_manifests *build;
 	/* reachability */
-	json_t *probes;       /* [{"what", "url"}] */
+	json_t *probes; /* [{"what", "url"}] */
 	size_t probe;
 	struct co_http_call *call;
 };
@@ -119,23 +119,30 @@ static int validate(struct preflight *pf, struct co_error *err)
 	const char *loc = co_stages_req(run, "location", "northeurope");
 
 	if (!old || !co_stages_dns1123_label(old))
-		return co_error_set(err, -EINVAL, "old cluster name '%s' is not a DNS-1123 label",
+		return co_error_set(err, -EINVAL,
+				    "old cluster name '%s' is not a DNS-1123 label",
 				    old ? old : "");
 	if (!new || !co_stages_dns1123_label(new))
-		return co_error_set(err, -EINVAL, "new cluster name '%s' is not a DNS-1123 label",
+		return co_error_set(err, -EINVAL,
+				    "new cluster name '%s' is not a DNS-1123 label",
 				    new ? new : "");
 	if (strcmp(old, new) == 0)
-		return co_error_set(err, -EINVAL, "old and new cluster are both '%s'", old);
+		return co_error_set(err, -EINVAL, "old and new cluster are both '%s'",
+				    old);
 	if (!co_stages_dns1123_label(env) || !co_stages_dns1123_label(loc))
-		return co_error_set(err, -EINVAL, "env '%s' and location '%s' must be DNS-1123 "
-				    "labels", env, loc);
+		return co_error_set(err, -EINVAL,
+				    "env '%s' and location '%s' must be DNS-1123 "
+				    "labels",
+				    env, loc);
 	if (!image || !*image)
 		return co_error_set(err, -EINVAL, "no image given");
 	pf->target_version = co_provider_version_from_image(image);
 	if (!pf->target_version ||
 	    co_kube_version_parse(pf->target_version, &pf->target) < 0)
-		return co_error_set(err, -EINVAL, "image '%s' has no Kubernetes version tag "
-				    "(like rancher/k3s:v1.27.1-k3s1)", image);
+		return co_error_set(err, -EINVAL,
+				    "image '%s' has no Kubernetes version tag "
+				    "(like rancher/k3s:v1.27.1-k3s1)",
+				    image);
 	if (!co_stage_request_str(run, "fleetRepo"))
 		return co_error_set(err, -EINVAL, "no fleet repository in the request");
 	return 0;
@@ -172,17 +179,23 @@ static void enter_checking_old(struct preflight *pf)
 	const char *kc;
 	struct co_error err = CO_ERROR_INIT;
 
-	if (!reg)
-		{ fail(pf, -EINVAL, "no cluster registry"); return; }
+	if (!reg) {
+		fail(pf, -EINVAL, "no cluster registry");
+		return;
+	}
 	co_registry_reload(reg, &err);
 	c = co_registry_get(reg, old);
-	if (!c)
-		{ fail(pf, -ENOENT, "old cluster '%s' is not in the registry under '%s'",
-			    old, co_registry_state_dir(reg)); return; }
+	if (!c) {
+		fail(pf, -ENOENT, "old cluster '%s' is not in the registry under '%s'",
+		     old, co_registry_state_dir(reg));
+		return;
+	}
 	kc = json_string_value(json_object_get(c, "kubeconfig"));
-	if (!kc)
-		{ fail(pf, -EINVAL, "old cluster '%s' has no kubeconfig in the registry",
-			    old); return; }
+	if (!kc) {
+		fail(pf, -EINVAL, "old cluster '%s' has no kubeconfig in the registry",
+		     old);
+		return;
+	}
 	if (co_stages_kube_from_path(pf->sm.run, kc, &pf->kube, &err) < 0 ||
 	    co_kube_version(pf->kube, old_version_cb, pf, &err) < 0) {
 		co_sm_finish(&pf->sm, err.code ? err.code : -EINVAL, &err);
@@ -221,8 +234,10 @@ static void new_get_cb(struct co_provider_result *res, void *data)
 		set_state(pf, ST_SCANNING);
 		return;
 	}
-	fail(pf, -EEXIST, "cluster '%s' already exists; choose another name or delete it "
-	     "with 'cutover cluster delete %s'", new, new);
+	fail(pf, -EEXIST,
+	     "cluster '%s' already exists; choose another name or delete it "
+	     "with 'cutover cluster delete %s'",
+	     new, new);
 }
 
 static void enter_checking_new(struct preflight *pf)
@@ -230,10 +245,12 @@ static void enter_checking_new(struct preflight *pf)
 	struct co_error err = CO_ERROR_INIT;
 	const struct co_pipeline_services *svc = svc_of(pf);
 
-	if (!svc || !svc->provider)
-		{ fail(pf, -EINVAL, "no cluster provider"); return; }
-	if (co_provider_get(svc->provider, co_stage_request_str(pf->sm.run, "new"), new_get_cb,
-			    pf, &err) < 0) {
+	if (!svc || !svc->provider) {
+		fail(pf, -EINVAL, "no cluster provider");
+		return;
+	}
+	if (co_provider_get(svc->provider, co_stage_request_str(pf->sm.run, "new"),
+			    new_get_cb, pf, &err) < 0) {
 		co_sm_finish(&pf->sm, err.code ? err.code : -EIO, &err);
 		return;
 	}
@@ -259,10 +276,11 @@ static void add_unit(struct preflight *pf, const char *url, const char *path)
 
 	while (p[0] == '.' && p[1] == '/')
 		p += 2;
-	json_array_foreach(pf->units, i, u)
-		if (strcmp(json_string_value(json_object_get(u, "url")), url) == 0 &&
-		    strcmp(json_string_value(json_object_get(u, "path")), p) == 0)
-			return;
+	json_array_foreach(
+		pf->units, i,
+		u) if (strcmp(json_string_value(json_object_get(u, "url")), url) == 0 &&
+		       strcmp(json_string_value(json_object_get(u, "path")), p) ==
+			       0) return;
 	if (json_array_size(pf->units) >= MAX_UNITS)
 		return;
 	json_array_append_new(pf->units, json_pack("{s:s, s:s}", "url", url, "path", p));
@@ -288,8 +306,8 @@ static bool is_git_repository(const json_t *obj)
 
 static const char *obj_ns(const json_t *obj, const char *def)
 {
-	const char *ns = json_string_value(json_object_get(json_object_get(obj, "metadata"),
-							    "namespace"));
+	const char *ns = json_string_value(
+		json_object_get(json_object_get(obj, "metadata"), "namespace"));
 
 	return ns && *ns ? ns : def;
 }
@@ -301,12 +319,13 @@ static void resolve_pending(struct preflight *pf)
 
 	for (size_t i = 0; i < json_array_size(pf->pending);) {
 		json_t *k = json_array_get(pf->pending, i);
-		const json_t *ref = json_object_get(json_object_get(k, "spec"), "sourceRef");
+		const json_t *ref =
+			json_object_get(json_object_get(k, "spec"), "sourceRef");
 		const char *name = json_string_value(json_object_get(ref, "name"));
 		const char *kind = json_string_value(json_object_get(ref, "kind"));
 		const char *ns = json_string_value(json_object_get(ref, "namespace"));
-		const char *path = json_string_value(json_object_get(json_object_get(k, "spec"),
-								     "path"));
+		const char *path = json_string_value(
+			json_object_get(json_object_get(k, "spec"), "path"));
 		const char *url = NULL;
 		char *key;
 
@@ -334,12 +353,13 @@ static void resolve_pending(struct preflight *pf)
 static void record_blocking(struct preflight *pf, const char *repo, const char *source,
 			    const json_t *obj, const struct co_kube_removed_api *r)
 {
-	const char *name = json_string_value(json_object_get(json_object_get(obj, "metadata"),
-							      "name"));
+	const char *name = json_string_value(
+		json_object_get(json_object_get(obj, "metadata"), "name"));
 	bool advice = strchr(r->replacement, '/') == NULL;
-	char *line = co_asprintf("%s %s: %s %s '%s' is removed in v1.%d; use %s%s", repo,
-				 source, r->api_version, r->kind, name ? name : "?",
-				 r->removed_minor, r->replacement, advice ? "" : " instead");
+	char *line =
+		co_asprintf("%s %s: %s %s '%s' is removed in v1.%d; use %s%s", repo,
+			    source, r->api_version, r->kind, name ? name : "?",
+			    r->removed_minor, r->replacement, advice ? "" : " instead");
 
 	if (json_array_size(pf->blocking) < MAX_REPORT)
 		json_array_append_new(pf->blocking, json_string(line));
@@ -352,24 +372,26 @@ static void analyse(struct preflight *pf, const char *url, json_t *items)
 	size_t i;
 	json_t *it;
 
-	json_array_foreach(items, i, it) {
+	json_array_foreach(items, i, it)
+	{
 		json_t *obj = json_deep_copy(json_object_get(it, "object"));
 		const char *source = json_string_value(json_object_get(it, "source"));
 		const struct co_kube_removed_api *r;
 
 		co_stages_substitute_json(obj, pf->vars);
 		pf->objects++;
-		r = co_kube_api_removed(json_string_value(json_object_get(obj, "apiVersion")),
-					json_string_value(json_object_get(obj, "kind")),
-					&pf->target);
+		r = co_kube_api_removed(
+			json_string_value(json_object_get(obj, "apiVersion")),
+			json_string_value(json_object_get(obj, "kind")), &pf->target);
 		if (r)
 			record_blocking(pf, repo, source ? source : "?", obj, r);
 		if (is_git_repository(obj)) {
 			const char *gurl = json_string_value(
 				json_object_get(json_object_get(obj, "spec"), "url"));
-			const char *name = json_string_value(
-				json_object_get(json_object_get(obj, "metadata"), "name"));
-			/* tenant wiring is namespaced by its kustomization, default to it */
+			const char *name = json_string_value(json_object_get(
+				json_object_get(obj, "metadata"), "name"));
+			/* tenant wiring is namespaced by its kustomization, default to it
+			 */
 			char *key = co_asprintf("%s/%s", obj_ns(obj, "flux-system"),
 						name ? name : "");
 
@@ -377,7 +399,8 @@ static void analyse(struct preflight *pf, const char *url, json_t *items)
 				json_object_set_new(pf->sources, key, json_string(gurl));
 			free(key);
 			if (name && gurl) {
-				/* a Kustomization in another namespace may reference it too */
+				/* a Kustomization in another namespace may reference it
+				 * too */
 				key = co_asprintf("*/%s", name);
 				json_object_set_new(pf->sources, key, json_string(gurl));
 				free(key);
@@ -399,8 +422,10 @@ static void analyse(struct preflight *pf, const char *url, json_t *items)
 			continue;
 		key = co_asprintf("%s/%s", ns, name);
 		any = co_asprintf("*/%s", name);
-		if (!json_object_get(pf->sources, key) && json_object_get(pf->sources, any))
-			json_object_set(pf->sources, key, json_object_get(pf->sources, any));
+		if (!json_object_get(pf->sources, key) &&
+		    json_object_get(pf->sources, any))
+			json_object_set(pf->sources, key,
+					json_object_get(pf->sources, any));
 		free(key);
 		free(any);
 	}
@@ -451,8 +476,9 @@ static void git_cb(struct co_git_result *res, void *data)
 	}
 	repo = json_object_get(pf->repos, url);
 	if (pf->scan_step == SCAN_FETCH) {
-		char *pdir = co_pipeline_dir(co_pipeline_state_dir(co_stage_pipeline(pf->sm.run)),
-					     co_pipeline_id(co_stage_pipeline(pf->sm.run)));
+		char *pdir = co_pipeline_dir(
+			co_pipeline_state_dir(co_stage_pipeline(pf->sm.run)),
+			co_pipeline_id(co_stage_pipeline(pf->sm.run)));
 		char *dir = co_asprintf("%s/work/preflight/%zu-%s", pdir,
 					json_object_size(pf->repos), repo_label(url));
 
@@ -484,16 +510,18 @@ static void scan_next(struct preflight *pf)
 	if (pf->unit >= json_array_size(pf->units)) {
 		size_t n = json_array_size(pf->blocking);
 
-		co_stage_record(run, "scanned", json_pack("{s:i, s:i, s:i}", "repositories",
-							  (int)json_object_size(pf->repos),
-							  "paths", (int)json_array_size(pf->units),
-							  "objects", (int)pf->objects),
+		co_stage_record(run, "scanned",
+				json_pack("{s:i, s:i, s:i}", "repositories",
+					  (int)json_object_size(pf->repos), "paths",
+					  (int)json_array_size(pf->units), "objects",
+					  (int)pf->objects),
 				NULL);
 		if (n == 0) {
-			co_stage_log(run, CO_LOG_INFO, "scanned %zu objects in %zu paths of %zu "
-				     "repositories: no API removed by %s is used", pf->objects,
-				     json_array_size(pf->units), json_object_size(pf->repos),
-				     pf->target_version);
+			co_stage_log(run, CO_LOG_INFO,
+				     "scanned %zu objects in %zu paths of %zu "
+				     "repositories: no API removed by %s is used",
+				     pf->objects, json_array_size(pf->units),
+				     json_object_size(pf->repos), pf->target_version);
 			set_state(pf, ST_CHECKING_REACH);
 			return;
 		}
@@ -512,28 +540,30 @@ static void scan_next(struct preflight *pf)
 	path = json_string_value(json_object_get(u, "path"));
 	repo = json_object_get(pf->repos, url);
 	if (pf->scan_step == SCAN_FETCH && repo)
-		pf->scan_step = json_is_true(json_object_get(repo, "checkedOut")) ? SCAN_BUILD
-										  : SCAN_CHECKOUT;
+		pf->scan_step = json_is_true(json_object_get(repo, "checkedOut"))
+					? SCAN_BUILD
+					: SCAN_CHECKOUT;
 	switch (pf->scan_step) {
 	case SCAN_FETCH:
 		co_stages_git_opts(run, url, &opts, &pf->cache);
 		co_stage_waiting(run, "fetch %s", repo_label(url));
-		rc = co_git_fetch(co_stage_loop(run), &opts, co_stages_branch(run), git_cb, pf,
-				  &err);
+		rc = co_git_fetch(co_stage_loop(run), &opts, co_stages_branch(run),
+				  git_cb, pf, &err);
 		break;
 	case SCAN_CHECKOUT:
 		co_stages_git_opts(run, url, &opts, &pf->cache);
 		co_stage_waiting(run, "check out %s", repo_label(url));
 		rc = co_git_checkout(co_stage_loop(run), &opts,
 				     json_string_value(json_object_get(repo, "sha")),
-				     json_string_value(json_object_get(repo, "dir")), git_cb, pf,
-				     &err);
+				     json_string_value(json_object_get(repo, "dir")),
+				     git_cb, pf, &err);
 		break;
 	case SCAN_BUILD:
-		co_stage_waiting(run, "build %s '%s'", repo_label(url), *path ? path : ".");
+		co_stage_waiting(run, "build %s '%s'", repo_label(url),
+				 *path ? path : ".");
 		rc = co_manifests_build(&pf->build, co_stage_loop(run),
-					json_string_value(json_object_get(repo, "dir")), path,
-					build_cb, pf, &err);
+					json_string_value(json_object_get(repo, "dir")),
+					path, build_cb, pf, &err);
 		break;
 	}
 	if (rc < 0) {
@@ -576,8 +606,10 @@ static void probe_cb(struct co_http_response *res, void *data)
 	if (res->status < 0 || res->code == 0 || res->code >= 500) {
 		struct co_error err = CO_ERROR_INIT;
 
-		co_error_set(&err, res->status < 0 ? res->status : -EAGAIN, "%s '%s' does not "
-			     "answer: %s", json_string_value(json_object_get(p, "what")),
+		co_error_set(&err, res->status < 0 ? res->status : -EAGAIN,
+			     "%s '%s' does not "
+			     "answer: %s",
+			     json_string_value(json_object_get(p, "what")),
 			     json_string_value(json_object_get(p, "url")),
 			     res->status < 0 ? co_error_str(&res->err) : "server error");
 		co_sm_finish(&pf->sm, err.code, &err);
@@ -591,18 +623,20 @@ static void probe_next(struct preflight *pf)
 {
 	const json_t *p = json_array_get(pf->probes, pf->probe);
 	const struct co_pipeline_services *svc = svc_of(pf);
-	struct co_http_req_opts o = { .timeout_ms = 10000 };
+	struct co_http_req_opts o = {.timeout_ms = 10000};
 	struct co_error err = CO_ERROR_INIT;
 
 	if (!p) {
 		set_state(pf, ST_DONE);
 		return;
 	}
-	if (!svc || !svc->http)
-		{ fail(pf, -EINVAL, "no http client for reachability checks"); return; }
+	if (!svc || !svc->http) {
+		fail(pf, -EINVAL, "no http client for reachability checks");
+		return;
+	}
 	o.url = json_string_value(json_object_get(p, "url"));
-	co_stage_waiting(pf->sm.run, "%s at '%s'", json_string_value(json_object_get(p, "what")),
-			 o.url);
+	co_stage_waiting(pf->sm.run, "%s at '%s'",
+			 json_string_value(json_object_get(p, "what")), o.url);
 	if (co_http_request(svc->http, &pf->call, &o, probe_cb, pf, &err) < 0) {
 		co_sm_finish(&pf->sm, err.code ? err.code : -EIO, &err);
 		return;
@@ -622,8 +656,8 @@ static void enter_checking_reach(struct preflight *pf)
 	if (prom && *prom) {
 		char *u = co_asprintf("%s/-/ready", prom);
 
-		json_array_append_new(pf->probes, json_pack("{s:s, s:s}", "what", "prometheus",
-							    "url", u));
+		json_array_append_new(pf->probes, json_pack("{s:s, s:s}", "what",
+							    "prometheus", "url", u));
 		free(u);
 	}
 	pf->probe = 0;
@@ -660,8 +694,10 @@ static void step(struct co_sm *sm)
 		enter_checking_reach(pf);
 		return;
 	case ST_DONE:
-		co_stage_record(sm->run, "targetVersion", json_string(pf->target_version), NULL);
-		co_stage_record(sm->run, "oldVersion", json_string(pf->old_version), NULL);
+		co_stage_record(sm->run, "targetVersion", json_string(pf->target_version),
+				NULL);
+		co_stage_record(sm->run, "oldVersion", json_string(pf->old_version),
+				NULL);
 		co_sm_finish(sm, 0, NULL);
 		return;
 	}
@@ -720,7 +756,8 @@ static int preflight_start(struct co_stage_run *run, const char *state,
 
 const struct co_stage_ops co_stage_preflight = {
 	.name = "preflight",
-	.summary = "validate the request, scan manifests for removed APIs, check reachability",
+	.summary = "validate the request, scan manifests for removed APIs, check "
+		   "reachability",
 	.deadline_ms = 10 * 60 * 1000,
 	.before_switch = true,
 	.start = preflight_start,

@@ -8,19 +8,19 @@
 #include <string.h>
 
 const struct co_stage_slot co_stage_slots[CO_STAGE_COUNT] = {
-	{ 1, "preflight", &co_stage_preflight },
-	{ 2, "create-cluster", &co_stage_create_cluster },
-	{ 3, "bootstrap-flux", &co_stage_bootstrap_flux },
-	{ 4, "cluster-config", &co_stage_cluster_config },
+	{1, "preflight", &co_stage_preflight},
+	{2, "create-cluster", &co_stage_create_cluster},
+	{3, "bootstrap-flux", &co_stage_bootstrap_flux},
+	{4, "cluster-config", &co_stage_cluster_config},
 	/* Not part of this build yet: validate-cluster, tenant-namespaces and
 	 * deploy-tenants come next, the traffic half (8-11) after them. */
-	{ 5, "validate-cluster", NULL },
-	{ 6, "tenant-namespaces", NULL },
-	{ 7, "deploy-tenants", NULL },
-	{ 8, "load-test", NULL },
-	{ 9, "compare", NULL },
-	{ 10, "switch-traffic", NULL },
-	{ 11, "retire-old", NULL },
+	{5, "validate-cluster", NULL},
+	{6, "tenant-namespaces", NULL},
+	{7, "deploy-tenants", NULL},
+	{8, "load-test", NULL},
+	{9, "compare", NULL},
+	{10, "switch-traffic", NULL},
+	{11, "retire-old", NULL},
 };
 
 static const struct co_stage_ops *runnable[CO_STAGE_COUNT + 1];

@@ -14,9 +14,9 @@
 #define CO_STAGE_COUNT 11
 
 struct co_stage_slot {
-	unsigned number;                  /* 1-based position in the pipeline */
+	unsigned number; /* 1-based position in the pipeline */
 	const char *name;
-	const struct co_stage_ops *ops;   /* NULL: not part of this build */
+	const struct co_stage_ops *ops; /* NULL: not part of this build */
 };
 
 /* All eleven rows, in pipeline order. */

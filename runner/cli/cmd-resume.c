@@ -54,7 +54,7 @@ static json_t *unfinished(const char *state)
 int cmd_resume(int argc, char **argv)
 {
 	const char *id = NULL, *state_opt = NULL;
-	struct co_cli_pipeline o = { 0 };
+	struct co_cli_pipeline o = {0};
 	json_t *ids = NULL;
 	int code;
 
@@ -65,14 +65,17 @@ int cmd_resume(int argc, char **argv)
 		}
 		if (strcmp(argv[i], "--state-dir") == 0) {
 			if (i + 1 >= argc)
-				return co_cli_usage_error("resume", "--state-dir needs a value");
+				return co_cli_usage_error("resume",
+							  "--state-dir needs a value");
 			state_opt = argv[++i];
 			continue;
 		}
 		if (argv[i][0] == '-')
-			return co_cli_usage_error("resume", "unknown option '%s'", argv[i]);
+			return co_cli_usage_error("resume", "unknown option '%s'",
+						  argv[i]);
 		if (id)
-			return co_cli_usage_error("resume", "unexpected argument '%s'", argv[i]);
+			return co_cli_usage_error("resume", "unexpected argument '%s'",
+						  argv[i]);
 		id = argv[i];
 	}
 	o.state_dir = co_cli_state_dir(state_opt);
@@ -83,11 +86,14 @@ int cmd_resume(int argc, char **argv)
 			json_t *v;
 
 			if (json_array_size(ids) == 0)
-				fprintf(stderr, "cutover resume: no unfinished pipeline under '%s'\n",
+				fprintf(stderr,
+					"cutover resume: no unfinished pipeline under "
+					"'%s'\n",
 					o.state_dir);
 			else
-				fprintf(stderr, "cutover resume: several unfinished pipelines; name "
-					"one:\n");
+				fprintf(stderr, "cutover resume: several unfinished "
+						"pipelines; name "
+						"one:\n");
 			json_array_foreach(ids, i, v)
 				fprintf(stderr, "  %s\n", json_string_value(v));
 			json_decref(ids);

@@ -73,7 +73,8 @@ static const char *current_stage(const json_t *sum, const char **ret_state)
 	const char *name = NULL;
 
 	*ret_state = "";
-	json_array_foreach(json_object_get(sum, "stages"), i, s) {
+	json_array_foreach(json_object_get(sum, "stages"), i, s)
+	{
 		const char *st = json_string_value(json_object_get(s, "state"));
 
 		if (st && strcmp(st, "pending") != 0) {
@@ -98,7 +99,8 @@ static void print_one(const json_t *sum)
 	       json_string_value(json_object_get(req, "image")),
 	       json_string_value(json_object_get(req, "env")),
 	       json_string_value(json_object_get(req, "location")));
-	json_array_foreach(json_object_get(sum, "stages"), i, s) {
+	json_array_foreach(json_object_get(sum, "stages"), i, s)
+	{
 		const char *err = json_string_value(json_object_get(s, "error"));
 		const char *cleanup = json_string_value(json_object_get(s, "cleanup"));
 		const char *started = json_string_value(json_object_get(s, "started"));
@@ -106,8 +108,9 @@ static void print_one(const json_t *sum)
 
 		printf("  %2zu %-18s %-16s %s%s%s", i + 1,
 		       json_string_value(json_object_get(s, "name")),
-		       json_string_value(json_object_get(s, "state")), started ? started : "",
-		       finished ? " .. " : "", finished ? finished : "");
+		       json_string_value(json_object_get(s, "state")),
+		       started ? started : "", finished ? " .. " : "",
+		       finished ? finished : "");
 		if (cleanup)
 			printf("  cleanup: %s", cleanup);
 		printf("\n");
@@ -153,7 +156,8 @@ static int list(const char *state, bool json_out)
 	size_t i;
 	json_t *v;
 
-	json_array_foreach(ids, i, v) {
+	json_array_foreach(ids, i, v)
+	{
 		json_t *sum = NULL;
 		struct co_error err = CO_ERROR_INIT;
 		const char *id = json_string_value(v);
@@ -172,7 +176,8 @@ static int list(const char *state, bool json_out)
 		printf("no pipelines under '%s'\n", state);
 	} else {
 		printf("%-32s %-12s %-18s %s\n", "ID", "STATE", "STAGE", "STAGE STATE");
-		json_array_foreach(all, i, v) {
+		json_array_foreach(all, i, v)
+		{
 			const char *st;
 			const char *stage = current_stage(v, &st);
 
@@ -219,20 +224,24 @@ int cmd_status(int argc, char **argv)
 			watch = true;
 		} else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
 			if (i + 1 >= argc)
-				return co_cli_usage_error("status", "-o needs text or json");
+				return co_cli_usage_error("status",
+							  "-o needs text or json");
 			a = argv[++i];
 			if (strcmp(a, "json") == 0)
 				json_out = true;
 			else if (strcmp(a, "text") != 0)
-				return co_cli_usage_error("status", "unknown output '%s'", a);
+				return co_cli_usage_error("status", "unknown output '%s'",
+							  a);
 		} else if (strcmp(a, "--state-dir") == 0) {
 			if (i + 1 >= argc)
-				return co_cli_usage_error("status", "--state-dir needs a value");
+				return co_cli_usage_error("status",
+							  "--state-dir needs a value");
 			state_opt = argv[++i];
 		} else if (a[0] == '-') {
 			return co_cli_usage_error("status", "unknown option '%s'", a);
 		} else if (id) {
-			return co_cli_usage_error("status", "unexpected argument '%s'", a);
+			return co_cli_usage_error("status", "unexpected argument '%s'",
+						  a);
 		} else {
 			id = a;
 		}
@@ -251,7 +260,8 @@ int cmd_status(int argc, char **argv)
 		fflush(stdout);
 		if (code != CO_EXIT_OK || !still_running(state, id))
 			return code;
-		usleep((useconds_t)(co_time_scaled(1000) < 100 ? 100 : co_time_scaled(1000)) *
+		usleep((useconds_t)(co_time_scaled(1000) < 100 ? 100
+							       : co_time_scaled(1000)) *
 		       1000);
 	}
 }

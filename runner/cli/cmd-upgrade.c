@@ -22,20 +22,25 @@
 
 static const char usage[] =
 	"usage: cutover upgrade OLD --to NEW --image IMAGE [--env ENV] [--location LOC]\n"
-	"               [--port PORT] [--keep-failed] [--fleet-repo URL] [--branch BRANCH]\n"
+	"               [--port PORT] [--keep-failed] [--fleet-repo URL] [--branch "
+	"BRANCH]\n"
 	"               [--state-dir DIR] [--id ID] [--provider sim|k3d|exec]\n"
-	"               [--provider-exec PATH] [--flux-components FILE] [--gate-url URL]\n"
+	"               [--provider-exec PATH] [--flux-components FILE] [--gate-url "
+	"URL]\n"
 	"               [--lb-url URL] [--prometheus-url URL] [--stop-after STAGE]\n"
 	"\n"
 	"Replace cluster OLD by a new cluster NEW built from IMAGE: preflight (request,\n"
 	"removed-API scan of every manifest Flux would apply, reachability), create the\n"
-	"cluster, bootstrap Flux from the fleet repo, wait for the cluster configuration.\n"
+	"cluster, bootstrap Flux from the fleet repo, wait for the cluster "
+	"configuration.\n"
 	"The pipeline id defaults to OLD-to-NEW; a stopped or killed run continues with\n"
 	"'cutover resume ID'. Without --fleet-repo the embedded default fleet is used:\n"
-	"<state-dir>/repos/fleet.git and tenant-<name>.git, seeded from the cutover source\n"
+	"<state-dir>/repos/fleet.git and tenant-<name>.git, seeded from the cutover "
+	"source\n"
 	"tree when missing. The state dir defaults to ${CUTOVER_STATE_DIR:-./.cutover}.\n"
 	"\n"
-	"Exit codes: 0 done, 1 failed (the new cluster is deleted unless --keep-failed),\n"
+	"Exit codes: 0 done, 1 failed (the new cluster is deleted unless "
+	"--keep-failed),\n"
 	"2 usage, 130/143 stopped by SIGINT/SIGTERM (resumable).\n";
 
 static int parse_port(const char *s, long *ret)
@@ -58,7 +63,7 @@ int cmd_upgrade(int argc, char **argv)
 	const char *stop_after = NULL;
 	long port = 0;
 	bool keep_failed = false;
-	struct co_cli_pipeline o = { 0 };
+	struct co_cli_pipeline o = {0};
 	struct co_error err = CO_ERROR_INIT;
 	struct co_registry *reg = NULL;
 	char *fleet_url = NULL, *repos = NULL, *id = NULL;
@@ -110,24 +115,28 @@ int cmd_upgrade(int argc, char **argv)
 			slot = &stop_after;
 		if (slot) {
 			if (i + 1 >= argc)
-				return co_cli_usage_error("upgrade", "option '%s' needs a value", a);
+				return co_cli_usage_error("upgrade",
+							  "option '%s' needs a value", a);
 			*slot = argv[++i];
 			continue;
 		}
 		if (strcmp(a, "--port") == 0) {
 			if (i + 1 >= argc || parse_port(argv[i + 1], &port) < 0)
-				return co_cli_usage_error("upgrade", "--port needs a port number");
+				return co_cli_usage_error("upgrade",
+							  "--port needs a port number");
 			i++;
 			continue;
 		}
 		if (a[0] == '-')
 			return co_cli_usage_error("upgrade", "unknown option '%s'", a);
 		if (old)
-			return co_cli_usage_error("upgrade", "unexpected argument '%s'", a);
+			return co_cli_usage_error("upgrade", "unexpected argument '%s'",
+						  a);
 		old = a;
 	}
 	if (!old || !new || !image)
-		return co_cli_usage_error("upgrade", "OLD, --to NEW and --image IMAGE are needed");
+		return co_cli_usage_error("upgrade",
+					  "OLD, --to NEW and --image IMAGE are needed");
 	state = co_cli_state_dir(state_opt);
 
 	/* env and location follow the cluster being replaced */
@@ -139,9 +148,9 @@ int cmd_upgrade(int argc, char **argv)
 		if (!loc)
 			loc = json_string_value(json_object_get(c, "location"));
 	}
-	req = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b}", "old", old, "new", new, "image", image,
-			"env", env ? env : "staging", "location", loc ? loc : "northeurope",
-			"keepFailed", keep_failed);
+	req = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b}", "old", old, "new", new, "image",
+			image, "env", env ? env : "staging", "location",
+			loc ? loc : "northeurope", "keepFailed", keep_failed);
 	co_registry_free(reg);
 
 	if (!fleet) {
@@ -153,7 +162,8 @@ int cmd_upgrade(int argc, char **argv)
 			goto out;
 		}
 		if (rc > 0)
-			co_log_info("cli", "seeded %d repositories under '%s/repos'", rc, state);
+			co_log_info("cli", "seeded %d repositories under '%s/repos'", rc,
+				    state);
 		fleet_url = co_fleet_repo_url(state, "fleet");
 		repos = co_fleet_repos_dir(state);
 		json_object_set_new(req, "gitBaseUrl", json_sprintf("file://%s", repos));

@@ -33,11 +33,11 @@ struct runner {
 	struct co_provider *provider;
 	struct co_registry *registry;
 	uv_signal_t sigint, sigterm;
-	int signal;               /* first signal received, 0 if none */
+	int signal; /* first signal received, 0 if none */
 	bool done;
 	bool tty;
-	size_t line_len;          /* TTY: length of the line drawn last */
-	char last[768];           /* last progress line, to skip repeats */
+	size_t line_len; /* TTY: length of the line drawn last */
+	char last[768];	 /* last progress line, to skip repeats */
 	struct co_pipeline_result res;
 	char failed_stage[64];
 };
@@ -63,8 +63,8 @@ char *co_cli_missing_stages(void)
 			      co_stage_slots[first].number,
 			      co_stage_slots[CO_STAGE_COUNT - 1].number);
 	for (size_t i = first; i < CO_STAGE_COUNT && n < sizeof(buf); i++)
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", i > first ? ", " : "",
-				      co_stage_slots[i].name);
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s",
+				      i > first ? ", " : "", co_stage_slots[i].name);
 	if (n < sizeof(buf))
 		snprintf(buf + n, sizeof(buf) - n, ") are not part of this build");
 	return co_strdup(buf);
@@ -79,11 +79,13 @@ static void progress_cb(const struct co_pipeline_progress *pr, void *data)
 	if (!pr->stage)
 		return;
 	co_time_format_duration((int64_t)(pr->elapsed_ms / 1000 * 1000), el, sizeof(el));
-	co_time_format_duration((int64_t)(pr->stage_elapsed_ms / 1000 * 1000), sel, sizeof(sel));
+	co_time_format_duration((int64_t)(pr->stage_elapsed_ms / 1000 * 1000), sel,
+				sizeof(sel));
 	if (r->tty) {
 		int n = snprintf(line, sizeof(line), "[%u/%u] %s: %s %s (total %s)%s%s",
-				 pr->index, pr->count, pr->stage, pr->state ? pr->state : "", sel,
-				 el, pr->waiting && *pr->waiting ? " - waiting for " : "",
+				 pr->index, pr->count, pr->stage,
+				 pr->state ? pr->state : "", sel, el,
+				 pr->waiting && *pr->waiting ? " - waiting for " : "",
 				 pr->waiting ? pr->waiting : "");
 
 		if (n < 0)
@@ -100,10 +102,11 @@ static void progress_cb(const struct co_pipeline_progress *pr, void *data)
 		fflush(stderr);
 		return;
 	} else {
-		json_t *j = json_pack("{s:s, s:i, s:i, s:s, s:s, s:s}", "event", "progress",
-				      "index", (int)pr->index, "count", (int)pr->count, "stage",
-				      pr->stage, "state", pr->state ? pr->state : "", "waiting",
-				      pr->waiting ? pr->waiting : "");
+		json_t *j =
+			json_pack("{s:s, s:i, s:i, s:s, s:s, s:s}", "event", "progress",
+				  "index", (int)pr->index, "count", (int)pr->count,
+				  "stage", pr->stage, "state", pr->state ? pr->state : "",
+				  "waiting", pr->waiting ? pr->waiting : "");
 		char *s = json_dumps(j, JSON_COMPACT);
 
 		json_decref(j);
@@ -111,7 +114,8 @@ static void progress_cb(const struct co_pipeline_progress *pr, void *data)
 			snprintf(r->last, sizeof(r->last), "%s", s);
 			json_t *full = json_loads(s, 0, NULL);
 
-			json_object_set_new(full, "elapsedMs", json_integer((json_int_t)pr->elapsed_ms));
+			json_object_set_new(full, "elapsedMs",
+					    json_integer((json_int_t)pr->elapsed_ms));
 			free(s);
 			s = json_dumps(full, JSON_COMPACT);
 			json_decref(full);
@@ -127,16 +131,18 @@ static void signal_cb(uv_signal_t *h, int signum)
 	struct runner *r = h->data;
 
 	if (r->signal) {
-		/* second signal: stop at once; the journal is fsync'd and the kernel drops
-		 * the lock, so `cutover resume` picks up from here */
+		/* second signal: stop at once; the journal is fsync'd and the kernel
+		 * drops the lock, so `cutover resume` picks up from here */
 		fprintf(stderr, "\ncutover: second signal, exiting now\n");
 		_exit(r->signal == SIGTERM ? CO_EXIT_SIGTERM : CO_EXIT_SIGINT);
 	}
 	r->signal = signum;
 	if (r->tty)
 		fputc('\n', stderr);
-	co_log_warn("cli", "%s received: stopping after the current operation (again to "
-		    "exit now)", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	co_log_warn("cli",
+		    "%s received: stopping after the current operation (again to "
+		    "exit now)",
+		    signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	if (r->p && !r->done)
 		co_pipeline_stop(r->p);
 }
@@ -148,7 +154,8 @@ static void done_cb(const struct co_pipeline_result *res, void *data)
 	r->done = true;
 	r->res = *res;
 	if (res->failed_stage) {
-		snprintf(r->failed_stage, sizeof(r->failed_stage), "%s", res->failed_stage);
+		snprintf(r->failed_stage, sizeof(r->failed_stage), "%s",
+			 res->failed_stage);
 		r->res.failed_stage = r->failed_stage;
 	}
 	if (r->tty && r->line_len)
@@ -166,11 +173,12 @@ static void print_report(const struct co_cli_pipeline *o, struct runner *r)
 	json_t *v;
 	size_t i;
 
-	if (co_pipeline_summary(&sum, o->state_dir, o->id, co_stages_runnable(), &err) < 0)
+	if (co_pipeline_summary(&sum, o->state_dir, o->id, co_stages_runnable(), &err) <
+	    0)
 		return;
-	blocking = json_object_get(json_object_get(json_object_get(sum, "outputs"),
-						   "preflight"),
-				   "blocking");
+	blocking = json_object_get(
+		json_object_get(json_object_get(sum, "outputs"), "preflight"),
+		"blocking");
 	if (r->res.status < 0 && r->res.status != -EINTR) {
 		const json_t *req = json_object_get(sum, "request");
 		const char *new = json_string_value(json_object_get(req, "new"));
@@ -181,30 +189,38 @@ static void print_report(const struct co_cli_pipeline *o, struct runner *r)
 			json_array_foreach(blocking, i, v)
 				fprintf(stderr, "  %s\n", json_string_value(v));
 		}
-		json_array_foreach(json_object_get(sum, "stages"), i, v)
-			if (strcmp(json_string_value(json_object_get(v, "name")),
-				   "create-cluster") == 0)
-				cc = v;
+		json_array_foreach(
+			json_object_get(sum, "stages"), i,
+			v) if (strcmp(json_string_value(json_object_get(v, "name")),
+				      "create-cluster") == 0) cc = v;
 		if (!cc || strcmp(json_string_value(json_object_get(cc, "state")),
 				  "pending") == 0)
-			fprintf(stderr, "cutover: no cluster was created; the old cluster and "
+			fprintf(stderr,
+				"cutover: no cluster was created; the old cluster and "
 				"the load balancer are untouched\n");
-		else if (o->keep_failed || json_is_true(json_object_get(req, "keepFailed")))
-			fprintf(stderr, "cutover: --keep-failed: cluster '%s' is kept for "
-				"inspection\n", new ? new : "?");
+		else if (o->keep_failed ||
+			 json_is_true(json_object_get(req, "keepFailed")))
+			fprintf(stderr,
+				"cutover: --keep-failed: cluster '%s' is kept for "
+				"inspection\n",
+				new ? new : "?");
 		else if (json_object_get(cc, "cleanup") &&
-			 strcmp(json_string_value(json_object_get(cc, "cleanup")), "cleaned") == 0)
-			fprintf(stderr, "cutover: cluster '%s' deleted; the old cluster and the "
-				"load balancer are untouched\n", new ? new : "?");
+			 strcmp(json_string_value(json_object_get(cc, "cleanup")),
+				"cleaned") == 0)
+			fprintf(stderr,
+				"cutover: cluster '%s' deleted; the old cluster and the "
+				"load balancer are untouched\n",
+				new ? new : "?");
 		else
-			fprintf(stderr, "cutover: cleanup of cluster '%s' did not finish; see "
-				"'cutover status %s'\n", new ? new : "?", o->id);
+			fprintf(stderr,
+				"cutover: cleanup of cluster '%s' did not finish; see "
+				"'cutover status %s'\n",
+				new ? new : "?", o->id);
 	}
 	if (r->res.status == 0) {
 		outs = json_object_get(json_object_get(sum, "outputs"), "create-cluster");
-		json_object_foreach((json_t *)outs, key, v)
-			if (json_is_string(v))
-				printf("%s: %s\n", key, json_string_value(v));
+		json_object_foreach((json_t *)outs, key, v) if (json_is_string(v))
+			printf("%s: %s\n", key, json_string_value(v));
 	}
 	json_decref(sum);
 }
@@ -216,12 +232,12 @@ static void http_closed(void *data)
 
 int co_cli_run_pipeline(const struct co_cli_pipeline *o)
 {
-	struct runner r = { 0 };
+	struct runner r = {0};
 	uv_loop_t loop;
 	struct co_error err = CO_ERROR_INIT;
-	struct co_pipeline_services svc = { 0 };
-	struct co_pipeline_opts popts = { 0 };
-	struct co_provider_opts prov = { 0 };
+	struct co_pipeline_services svc = {0};
+	struct co_pipeline_opts popts = {0};
+	struct co_provider_opts prov = {0};
 	json_t *sum = NULL;
 	const json_t *req = o->request;
 	char *missing = co_cli_missing_stages();
@@ -259,8 +275,8 @@ int co_cli_run_pipeline(const struct co_cli_pipeline *o)
 	popts.id = o->id;
 	popts.request = o->request;
 	popts.stages = co_stages_runnable();
-	popts.keep_failed = o->keep_failed ||
-			    json_is_true(json_object_get(req, "keepFailed"));
+	popts.keep_failed =
+		o->keep_failed || json_is_true(json_object_get(req, "keepFailed"));
 	popts.stop_after = o->stop_after;
 	popts.progress = progress_cb;
 	popts.progress_data = &r;
@@ -293,7 +309,8 @@ int co_cli_run_pipeline(const struct co_cli_pipeline *o)
 		if (r.res.status == 0) {
 			printf("pipeline '%s' succeeded\n", o->id);
 			if (missing)
-				printf("note: %s; the traffic switch is not done by this build\n",
+				printf("note: %s; the traffic switch is not done by this "
+				       "build\n",
 				       missing);
 			code = CO_EXIT_OK;
 		} else if (r.res.status == -EINTR) {

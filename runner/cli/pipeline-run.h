@@ -14,9 +14,9 @@
 struct co_cli_pipeline {
 	const char *state_dir;
 	const char *id;
-	const json_t *request;     /* new pipeline; NULL to resume */
+	const json_t *request; /* new pipeline; NULL to resume */
 	bool keep_failed;
-	const char *stop_after;    /* may be NULL */
+	const char *stop_after; /* may be NULL */
 };
 
 /* Returns the process exit code. */

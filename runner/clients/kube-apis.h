@@ -14,10 +14,10 @@
 #include <stdbool.h>
 
 struct co_kube_removed_api {
-	const char *api_version;   /* "policy/v1beta1" */
-	const char *kind;          /* "PodSecurityPolicy" */
-	int removed_minor;         /* removed in v1.<removed_minor> */
-	const char *replacement;   /* "policy/v1" or advice ("Pod Security Admission") */
+	const char *api_version; /* "policy/v1beta1" */
+	const char *kind;	 /* "PodSecurityPolicy" */
+	int removed_minor;	 /* removed in v1.<removed_minor> */
+	const char *replacement; /* "policy/v1" or advice ("Pod Security Admission") */
 };
 
 /* A Kubernetes version: "v1.27.1+k3s1", "1.25", "v1.29.2". */
@@ -34,9 +34,9 @@ int co_kube_version_parse(const char *s, struct co_kube_version *ret);
  * The table entry when api_version/kind is no longer served at target (its removal
  * release is <= target), else NULL. Entries are static.
  */
-const struct co_kube_removed_api *co_kube_api_removed(const char *api_version,
-						       const char *kind,
-						       const struct co_kube_version *target);
+const struct co_kube_removed_api *
+co_kube_api_removed(const char *api_version, const char *kind,
+		    const struct co_kube_version *target);
 
 /* The whole table, terminated by an entry with api_version NULL. */
 const struct co_kube_removed_api *co_kube_removed_apis(void);

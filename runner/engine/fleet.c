@@ -49,10 +49,12 @@ static int build_tree(git_repository *repo, const char *dir, int depth, git_oid 
 	int rc = 0, added = 0;
 
 	if (depth > MAX_DEPTH)
-		return co_error_set(err, -ELOOP, "seed '%s': directories nested too deep", dir);
+		return co_error_set(err, -ELOOP, "seed '%s': directories nested too deep",
+				    dir);
 	d = opendir(dir);
 	if (!d)
-		return co_error_set(err, -errno, "seed: open '%s': %s", dir, strerror(errno));
+		return co_error_set(err, -errno, "seed: open '%s': %s", dir,
+				    strerror(errno));
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.')
 			continue;
@@ -85,15 +87,17 @@ static int build_tree(git_repository *repo, const char *dir, int depth, git_oid 
 		if (S_ISDIR(st.st_mode)) {
 			rc = build_tree(repo, path, depth + 1, &oid, &empty, err);
 			if (rc == 0 && !empty &&
-			    git_treebuilder_insert(NULL, tb, names[i], &oid, GIT_FILEMODE_TREE) < 0)
+			    git_treebuilder_insert(NULL, tb, names[i], &oid,
+						   GIT_FILEMODE_TREE) < 0)
 				rc = git_fail(err, "insert tree", path);
 		} else if (S_ISREG(st.st_mode)) {
 			if (git_blob_create_from_disk(&oid, repo, path) < 0)
 				rc = git_fail(err, "write blob", path);
-			else if (git_treebuilder_insert(NULL, tb, names[i], &oid,
-							(st.st_mode & 0111)
-								? GIT_FILEMODE_BLOB_EXECUTABLE
-								: GIT_FILEMODE_BLOB) < 0)
+			else if (git_treebuilder_insert(
+					 NULL, tb, names[i], &oid,
+					 (st.st_mode & 0111)
+						 ? GIT_FILEMODE_BLOB_EXECUTABLE
+						 : GIT_FILEMODE_BLOB) < 0)
 				rc = git_fail(err, "insert blob", path);
 			empty = rc < 0;
 		} else {
@@ -116,8 +120,8 @@ out:
 	return rc;
 }
 
-static int seed_into(git_repository *repo, const char *src_dir, const char *const *subdirs,
-		     struct co_error *err)
+static int seed_into(git_repository *repo, const char *src_dir,
+		     const char *const *subdirs, struct co_error *err)
 {
 	git_treebuilder *root = NULL;
 	git_oid tree_oid, commit_oid;
@@ -130,7 +134,8 @@ static int seed_into(git_repository *repo, const char *src_dir, const char *cons
 		if (rc < 0)
 			return rc;
 		if (empty)
-			return co_error_set(err, -ENOENT, "seed: '%s' holds no files", src_dir);
+			return co_error_set(err, -ENOENT, "seed: '%s' holds no files",
+					    src_dir);
 	} else {
 		if (git_treebuilder_new(&root, repo, NULL) < 0)
 			return git_fail(err, "tree builder", src_dir);
@@ -140,14 +145,16 @@ static int seed_into(git_repository *repo, const char *src_dir, const char *cons
 
 			rc = build_tree(repo, path, 1, &oid, &empty, err);
 			if (rc == 0 && !empty &&
-			    git_treebuilder_insert(NULL, root, *s, &oid, GIT_FILEMODE_TREE) < 0)
+			    git_treebuilder_insert(NULL, root, *s, &oid,
+						   GIT_FILEMODE_TREE) < 0)
 				rc = git_fail(err, "insert tree", path);
 			free(path);
 			if (rc < 0)
 				goto out;
 		}
 		if (git_treebuilder_entrycount(root) == 0) {
-			rc = co_error_set(err, -ENOENT, "seed: '%s' holds none of the folders",
+			rc = co_error_set(err, -ENOENT,
+					  "seed: '%s' holds none of the folders",
 					  src_dir);
 			goto out;
 		}
@@ -159,8 +166,8 @@ static int seed_into(git_repository *repo, const char *src_dir, const char *cons
 	if (git_tree_lookup(&tree, repo, &tree_oid) < 0 ||
 	    git_signature_now(&sig, "cutover", "cutover@localhost") < 0 ||
 	    git_commit_create(&commit_oid, repo, "refs/heads/main", sig, sig, NULL,
-			      "Seed the repository from the cutover source tree\n", tree, 0,
-			      NULL) < 0 ||
+			      "Seed the repository from the cutover source tree\n", tree,
+			      0, NULL) < 0 ||
 	    git_repository_set_head(repo, "refs/heads/main") < 0)
 		rc = git_fail(err, "commit", src_dir);
 out:
@@ -184,7 +191,8 @@ static int rm_rf(const char *path, int depth)
 			while ((de = readdir(d))) {
 				char *p;
 
-				if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				if (strcmp(de->d_name, ".") == 0 ||
+				    strcmp(de->d_name, "..") == 0)
 					continue;
 				p = co_asprintf("%s/%s", path, de->d_name);
 				rm_rf(p, depth + 1);
@@ -255,7 +263,8 @@ char *co_fleet_repo_url(const char *state_dir, const char *name)
 
 int co_fleet_seed(const char *state_dir, const char *source_root, struct co_error *err)
 {
-	static const char *const fleet_dirs[] = { "clusters", "operators", "tenants", NULL };
+	static const char *const fleet_dirs[] = {"clusters", "operators", "tenants",
+						 NULL};
 	char *repos = co_fleet_repos_dir(state_dir);
 	char *path = co_asprintf("%s/fleet.git", repos);
 	char *tenants = co_asprintf("%s/tenants/repos", source_root);
@@ -269,7 +278,8 @@ int co_fleet_seed(const char *state_dir, const char *source_root, struct co_erro
 	created += rc;
 	d = opendir(tenants);
 	if (!d) {
-		rc = co_error_set(err, -errno, "seed: open '%s': %s", tenants, strerror(errno));
+		rc = co_error_set(err, -errno, "seed: open '%s': %s", tenants,
+				  strerror(errno));
 		goto out;
 	}
 	while ((de = readdir(d))) {

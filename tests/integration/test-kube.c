@@ -56,8 +56,8 @@ static int start_kubesim(void)
 	const char *bin = getenv("KUBESIM");
 	char *ks_dir = co_asprintf("%s/kubesim", g_state);
 	char *url_file = co_asprintf("%s/kubesim.url", ks_dir);
-	char *argv[] = { (char *)bin, "serve", "--state-dir", ks_dir, "--control",
-			 "127.0.0.1:0", "--time-scale", "0.01", NULL };
+	char *argv[] = {(char *)bin,   "serve",	       "--state-dir", ks_dir, "--control",
+			"127.0.0.1:0", "--time-scale", "0.01",	      NULL};
 	int rc;
 
 	co_fs_mkdir_p(ks_dir, 0700);
@@ -69,8 +69,10 @@ static int start_kubesim(void)
 	/* one 1.27 cluster, ready */
 	if (rc == 0)
 		rc = sh("url=$(cat %s) && curl -sf -X POST -d "
-			"'{\"name\":\"k1\",\"image\":\"rancher/k3s:v1.27.1-k3s1\"}' $url/clusters "
-			">/dev/null && for i in $(seq 300); do curl -sf $url/clusters/k1 | "
+			"'{\"name\":\"k1\",\"image\":\"rancher/k3s:v1.27.1-k3s1\"}' "
+			"$url/clusters "
+			">/dev/null && for i in $(seq 300); do curl -sf $url/clusters/k1 "
+			"| "
 			"grep -q '\"ready\": *true' && exit 0; sleep 0.01; done; exit 1",
 			url_file);
 	free(url_file);
@@ -170,7 +172,7 @@ static json_t *yaml_obj(const char *json)
 
 static void test_version_and_apply(void **state)
 {
-	struct res r = { 0 };
+	struct res r = {0};
 	struct co_error err = CO_ERROR_INIT;
 	json_t *objs = json_array();
 
@@ -184,14 +186,17 @@ static void test_version_and_apply(void **state)
 	res_release(&r);
 
 	/* the ConfigMaps come first in the array; the Namespace must be applied first */
-	json_array_append_new(objs, yaml_obj("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\","
-					     "\"metadata\":{\"name\":\"a\",\"labels\":{\"app\":"
-					     "\"x\"}},\"data\":{\"k\":\"1\"}}"));
-	json_array_append_new(objs, yaml_obj("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\","
-					     "\"metadata\":{\"name\":\"b\",\"labels\":{\"app\":"
-					     "\"y\"}},\"data\":{\"k\":\"2\"}}"));
-	json_array_append_new(objs, yaml_obj("{\"apiVersion\":\"v1\",\"kind\":\"Namespace\","
-					     "\"metadata\":{\"name\":\"demo\"}}"));
+	json_array_append_new(objs,
+			      yaml_obj("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\","
+				       "\"metadata\":{\"name\":\"a\",\"labels\":{\"app\":"
+				       "\"x\"}},\"data\":{\"k\":\"1\"}}"));
+	json_array_append_new(objs,
+			      yaml_obj("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\","
+				       "\"metadata\":{\"name\":\"b\",\"labels\":{\"app\":"
+				       "\"y\"}},\"data\":{\"k\":\"2\"}}"));
+	json_array_append_new(objs,
+			      yaml_obj("{\"apiVersion\":\"v1\",\"kind\":\"Namespace\","
+				       "\"metadata\":{\"name\":\"demo\"}}"));
 	assert_int_equal(co_kube_apply_all(g_kube, objs, "demo", res_cb, &r, &err), 0);
 	wait_res(&r);
 	if (r.status != 0)
@@ -203,10 +208,10 @@ static void test_version_and_apply(void **state)
 
 static void test_get_list_patch(void **state)
 {
-	struct co_kube_ref cm = { .api_version = "v1", .kind = "ConfigMap", .ns = "demo",
-				  .name = "a" };
-	struct co_kube_ref all = { .api_version = "v1", .kind = "ConfigMap", .ns = "demo" };
-	struct res r = { 0 };
+	struct co_kube_ref cm = {
+		.api_version = "v1", .kind = "ConfigMap", .ns = "demo", .name = "a"};
+	struct co_kube_ref all = {.api_version = "v1", .kind = "ConfigMap", .ns = "demo"};
+	struct res r = {0};
 	struct co_error err = CO_ERROR_INIT;
 	json_t *patch = yaml_obj("{\"data\":{\"k\":\"patched\",\"new\":\"v\"}}");
 
@@ -214,48 +219,54 @@ static void test_get_list_patch(void **state)
 	assert_int_equal(co_kube_get(g_kube, &cm, res_cb, &r, &err), 0);
 	wait_res(&r);
 	assert_int_equal(r.status, 0);
-	assert_string_equal(json_string_value(json_object_get(json_object_get(r.obj, "data"),
-							      "k")),
-			    "1");
+	assert_string_equal(
+		json_string_value(json_object_get(json_object_get(r.obj, "data"), "k")),
+		"1");
 	res_release(&r);
 
 	assert_int_equal(co_kube_list(g_kube, &all, "app=y", NULL, res_cb, &r, &err), 0);
 	wait_res(&r);
 	assert_int_equal(r.status, 0);
 	assert_int_equal(json_array_size(json_object_get(r.obj, "items")), 1);
-	assert_string_equal(json_string_value(json_object_get(
-				    json_object_get(json_array_get(json_object_get(r.obj, "items"),
-								   0),
-						    "metadata"),
-				    "name")),
-			    "b");
+	assert_string_equal(
+		json_string_value(json_object_get(
+			json_object_get(
+				json_array_get(json_object_get(r.obj, "items"), 0),
+				"metadata"),
+			"name")),
+		"b");
 	res_release(&r);
 
-	assert_int_equal(co_kube_merge_patch(g_kube, &cm, patch, false, res_cb, &r, &err), 0);
+	assert_int_equal(co_kube_merge_patch(g_kube, &cm, patch, false, res_cb, &r, &err),
+			 0);
 	wait_res(&r);
 	assert_int_equal(r.status, 0);
 	res_release(&r);
 	assert_int_equal(co_kube_get(g_kube, &cm, res_cb, &r, &err), 0);
 	wait_res(&r);
-	assert_string_equal(json_string_value(json_object_get(json_object_get(r.obj, "data"),
-							      "k")),
-			    "patched");
+	assert_string_equal(
+		json_string_value(json_object_get(json_object_get(r.obj, "data"), "k")),
+		"patched");
 	res_release(&r);
 	json_decref(patch);
 }
 
 static void test_errors(void **state)
 {
-	struct co_kube_ref missing = { .api_version = "v1", .kind = "ConfigMap", .ns = "demo",
-				       .name = "nope" };
-	struct co_kube_ref nokind = { .api_version = "example.com/v1", .kind = "Widget",
-				      .ns = "demo", .name = "w" };
-	struct res r = { 0 };
+	struct co_kube_ref missing = {
+		.api_version = "v1", .kind = "ConfigMap", .ns = "demo", .name = "nope"};
+	struct co_kube_ref nokind = {.api_version = "example.com/v1",
+				     .kind = "Widget",
+				     .ns = "demo",
+				     .name = "w"};
+	struct res r = {0};
 	struct co_error err = CO_ERROR_INIT;
-	json_t *dup = yaml_obj("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":"
-			       "{\"name\":\"a\",\"namespace\":\"demo\"}}");
-	json_t *psp = yaml_obj("{\"apiVersion\":\"policy/v1beta1\",\"kind\":"
-			       "\"PodSecurityPolicy\",\"metadata\":{\"name\":\"restricted\"}}");
+	json_t *dup =
+		yaml_obj("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":"
+			 "{\"name\":\"a\",\"namespace\":\"demo\"}}");
+	json_t *psp =
+		yaml_obj("{\"apiVersion\":\"policy/v1beta1\",\"kind\":"
+			 "\"PodSecurityPolicy\",\"metadata\":{\"name\":\"restricted\"}}");
 
 	(void)state;
 	assert_int_equal(co_kube_get(g_kube, &missing, res_cb, &r, &err), 0);
@@ -283,8 +294,8 @@ static void test_errors(void **state)
 	assert_int_equal(co_kube_apply(g_kube, psp, NULL, res_cb, &r, &err), 0);
 	wait_res(&r);
 	assert_true(r.status < 0);
-	assert_false(co_kube_transient(&(struct co_kube_result){ .status = r.status,
-								 .code = r.code }));
+	assert_false(co_kube_transient(
+		&(struct co_kube_result){.status = r.status, .code = r.code}));
 	res_release(&r);
 	json_decref(dup);
 	json_decref(psp);
@@ -295,7 +306,7 @@ static void test_bad_token(void **state)
 	struct co_kubeconfig *cfg = NULL;
 	struct co_kube *k = NULL;
 	struct co_error err = CO_ERROR_INIT;
-	struct res r = { 0 };
+	struct res r = {0};
 	char *kc = co_asprintf("%s/kubesim/k1/kubeconfig", g_state);
 
 	(void)state;
@@ -337,24 +348,27 @@ static void ev_cb(const char *type, json_t *obj, void *data)
 
 static void test_watch_and_delete(void **state)
 {
-	struct co_kube_ref all = { .api_version = "v1", .kind = "ConfigMap", .ns = "demo" };
-	struct co_kube_ref w1 = { .api_version = "v1", .kind = "ConfigMap", .ns = "demo",
-				  .name = "w-1" };
+	struct co_kube_ref all = {.api_version = "v1", .kind = "ConfigMap", .ns = "demo"};
+	struct co_kube_ref w1 = {
+		.api_version = "v1", .kind = "ConfigMap", .ns = "demo", .name = "w-1"};
 	struct co_kube_watch *w = NULL;
-	struct events ev = { 0 };
-	struct res r = { 0 };
+	struct events ev = {0};
+	struct res r = {0};
 	struct co_error err = CO_ERROR_INIT;
-	json_t *obj = yaml_obj("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":"
-			       "{\"name\":\"w-1\",\"namespace\":\"demo\"},\"data\":{\"a\":\"1\"}}");
+	json_t *obj = yaml_obj(
+		"{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":"
+		"{\"name\":\"w-1\",\"namespace\":\"demo\"},\"data\":{\"a\":\"1\"}}");
 	json_t *patch = yaml_obj("{\"data\":{\"a\":\"2\"}}");
 
 	(void)state;
-	assert_int_equal(co_kube_watch(&w, g_kube, &all, NULL, NULL, ev_cb, &ev, &err), 0);
+	assert_int_equal(co_kube_watch(&w, g_kube, &all, NULL, NULL, ev_cb, &ev, &err),
+			 0);
 	assert_int_equal(co_kube_apply(g_kube, obj, NULL, res_cb, &r, &err), 0);
 	wait_res(&r);
 	assert_int_equal(r.status, 0);
 	res_release(&r);
-	assert_int_equal(co_kube_merge_patch(g_kube, &w1, patch, false, res_cb, &r, &err), 0);
+	assert_int_equal(co_kube_merge_patch(g_kube, &w1, patch, false, res_cb, &r, &err),
+			 0);
 	wait_res(&r);
 	res_release(&r);
 	assert_int_equal(co_kube_delete(g_kube, &w1, NULL, res_cb, &r, &err), 0);
@@ -404,7 +418,7 @@ static void test_free_with_calls_in_flight(void **state)
 {
 	struct co_kubeconfig *cfg = NULL;
 	struct co_error err = CO_ERROR_INIT;
-	struct freer a = { 0 }, b = { 0 };
+	struct freer a = {0}, b = {0};
 	char *kc = co_asprintf("%s/kubesim/k1/kubeconfig", g_state);
 
 	(void)state;

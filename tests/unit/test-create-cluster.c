@@ -34,8 +34,8 @@ struct fake {
 	struct co_provider base;
 	json_t *clusters;
 	int creates, deletes, gets;
-	int port;                 /* the fake API */
-	bool stop_on_create;      /* stop the pipeline while create is in flight */
+	int port;	     /* the fake API */
+	bool stop_on_create; /* stop the pipeline while create is in flight */
 	struct co_pipeline *p;
 };
 
@@ -62,7 +62,8 @@ static void pending_fire(uv_timer_t *t)
 	uv_close((uv_handle_t *)t, pending_closed);
 }
 
-static void later(struct fake *f, int status, json_t *cluster, co_provider_cb cb, void *data)
+static void later(struct fake *f, int status, json_t *cluster, co_provider_cb cb,
+		  void *data)
 {
 	struct pending *pd = co_calloc(1, sizeof(*pd));
 
@@ -77,15 +78,15 @@ static void later(struct fake *f, int status, json_t *cluster, co_provider_cb cb
 	uv_timer_start(&pd->t, pending_fire, 5, 0);
 }
 
-static int f_create(struct co_provider *p, const json_t *spec, co_provider_cb cb, void *data,
-		    struct co_error *err)
+static int f_create(struct co_provider *p, const json_t *spec, co_provider_cb cb,
+		    void *data, struct co_error *err)
 {
 	struct fake *f = (struct fake *)p;
 	const char *name = json_string_value(json_object_get(spec, "name"));
 	char *server = co_asprintf("http://127.0.0.1:%d", f->port);
 	char *kc = co_kubeconfig_render_token(name, server, "tok", NULL);
-	json_t *c = json_pack("{s:s, s:s, s:s, s:s}", "name", name, "kubeconfig", kc, "ingress",
-			      "http://127.0.0.1:9", "state", "ready");
+	json_t *c = json_pack("{s:s, s:s, s:s, s:s}", "name", name, "kubeconfig", kc,
+			      "ingress", "http://127.0.0.1:9", "state", "ready");
 
 	(void)err;
 	f->creates++;
@@ -98,8 +99,8 @@ static int f_create(struct co_provider *p, const json_t *spec, co_provider_cb cb
 	return 0;
 }
 
-static int f_remove(struct co_provider *p, const char *name, co_provider_cb cb, void *data,
-		    struct co_error *err)
+static int f_remove(struct co_provider *p, const char *name, co_provider_cb cb,
+		    void *data, struct co_error *err)
 {
 	struct fake *f = (struct fake *)p;
 	bool existed = json_object_get(f->clusters, name) != NULL;
@@ -123,7 +124,8 @@ static int f_get(struct co_provider *p, const char *name, co_provider_cb cb, voi
 	return 0;
 }
 
-static int f_list(struct co_provider *p, co_provider_cb cb, void *data, struct co_error *err)
+static int f_list(struct co_provider *p, co_provider_cb cb, void *data,
+		  struct co_error *err)
 {
 	(void)p;
 	(void)cb;
@@ -131,8 +133,8 @@ static int f_list(struct co_provider *p, co_provider_cb cb, void *data, struct c
 	return co_error_set(err, -ENOTSUP, "not used");
 }
 
-static const struct co_provider_ops fake_ops = { "fake", 0, f_create, f_remove, f_get,
-						 f_list, NULL };
+static const struct co_provider_ops fake_ops = {"fake", 0,	f_create, f_remove,
+						f_get,	f_list, NULL};
 
 /* ---- fake API ---- */
 
@@ -151,14 +153,15 @@ static void on_version(struct co_http_req *req, void *data)
 		co_http_respond_text(req, 503, "booting");
 		return;
 	}
-	co_http_respond_json(req, 200, json_pack("{s:s, s:s, s:s}", "major", "1", "minor", "27",
-						 "gitVersion", "v1.27.1+k3s1"));
+	co_http_respond_json(req, 200,
+			     json_pack("{s:s, s:s, s:s}", "major", "1", "minor", "27",
+				       "gitVersion", "v1.27.1+k3s1"));
 }
 
 /* ---- a stage that fails permanently, to trigger cleanup ---- */
 
-static int failing_start(struct co_stage_run *run, const char *state, const json_t *details,
-			 struct co_error *err)
+static int failing_start(struct co_stage_run *run, const char *state,
+			 const json_t *details, struct co_error *err)
 {
 	(void)run;
 	(void)state;
@@ -166,8 +169,8 @@ static int failing_start(struct co_stage_run *run, const char *state, const json
 	return co_error_set(err, -EINVAL, "scripted failure after create-cluster");
 }
 
-static const struct co_stage_ops failing = { "fails", "fails", 10000, true, failing_start,
-					     NULL, NULL };
+static const struct co_stage_ops failing = {"fails",	   "fails", 10000, true,
+					    failing_start, NULL,    NULL};
 
 /* ---- harness ---- */
 
@@ -181,8 +184,8 @@ struct env {
 };
 
 struct outcome {
-	uv_loop_t *loop;          /* stopped when the pipeline ends: the server keeps it
-				   * alive */
+	uv_loop_t *loop; /* stopped when the pipeline ends: the server keeps it
+			  * alive */
 	int calls;
 	int status;
 	char msg[512];
@@ -203,7 +206,7 @@ static void done_cb(const struct co_pipeline_result *res, void *data)
 static void env_init(struct env *e)
 {
 	struct co_error err = CO_ERROR_INIT;
-	struct co_http_server_opts so = { 0 };
+	struct co_http_server_opts so = {0};
 
 	memset(e, 0, sizeof(*e));
 	snprintf(e->dir, sizeof(e->dir), "/tmp/co-create-XXXXXX");
@@ -234,14 +237,16 @@ static void env_release(struct env *e)
 	free(cmd);
 }
 
-static void run(struct env *e, const struct co_stage_ops *const *stages, const json_t *req,
-		bool keep_failed, struct outcome *o)
+static void run(struct env *e, const struct co_stage_ops *const *stages,
+		const json_t *req, bool keep_failed, struct outcome *o)
 {
-	struct co_pipeline_opts opts = { .state_dir = e->dir, .id = "cluster1-to-cluster2",
-					 .request = req, .stages = stages,
-					 .keep_failed = keep_failed };
-	struct co_pipeline_services svc = { .http = e->http, .provider = &e->fake.base,
-					    .registry = e->reg };
+	struct co_pipeline_opts opts = {.state_dir = e->dir,
+					.id = "cluster1-to-cluster2",
+					.request = req,
+					.stages = stages,
+					.keep_failed = keep_failed};
+	struct co_pipeline_services svc = {
+		.http = e->http, .provider = &e->fake.base, .registry = e->reg};
 	struct co_pipeline *p = NULL;
 	struct co_error err = CO_ERROR_INIT;
 
@@ -256,19 +261,19 @@ static void run(struct env *e, const struct co_stage_ops *const *stages, const j
 
 static json_t *request(void)
 {
-	return json_pack("{s:s, s:s, s:s, s:s, s:s}", "old", "cluster1", "new", "cluster2",
-			 "image", "rancher/k3s:v1.27.1-k3s1", "env", "staging", "location",
-			 "westeurope");
+	return json_pack("{s:s, s:s, s:s, s:s, s:s}", "old", "cluster1", "new",
+			 "cluster2", "image", "rancher/k3s:v1.27.1-k3s1", "env",
+			 "staging", "location", "westeurope");
 }
 
-static const struct co_stage_ops *const only_create[] = { &co_stage_create_cluster, NULL };
-static const struct co_stage_ops *const create_then_fail[] = { &co_stage_create_cluster,
-							       &failing, NULL };
+static const struct co_stage_ops *const only_create[] = {&co_stage_create_cluster, NULL};
+static const struct co_stage_ops *const create_then_fail[] = {&co_stage_create_cluster,
+							      &failing, NULL};
 
 static void test_create_wait_register(void **state)
 {
 	struct env e;
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 	json_t *req = request(), *sum = NULL;
 	const json_t *c, *out;
 	struct co_error err = CO_ERROR_INIT;
@@ -289,26 +294,30 @@ static void test_create_wait_register(void **state)
 	assert_string_equal(json_string_value(json_object_get(c, "role")), "candidate");
 	assert_string_equal(json_string_value(json_object_get(c, "pipeline")),
 			    "cluster1-to-cluster2");
-	assert_string_equal(json_string_value(json_object_get(c, "location")), "westeurope");
+	assert_string_equal(json_string_value(json_object_get(c, "location")),
+			    "westeurope");
 	assert_string_equal(json_string_value(json_object_get(c, "provider")), "fake");
-	assert_int_equal(stat(json_string_value(json_object_get(c, "kubeconfig")), &st), 0);
+	assert_int_equal(stat(json_string_value(json_object_get(c, "kubeconfig")), &st),
+			 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 
-	assert_int_equal(co_pipeline_summary(&sum, e.dir, "cluster1-to-cluster2", only_create,
-					     &err),
+	assert_int_equal(co_pipeline_summary(&sum, e.dir, "cluster1-to-cluster2",
+					     only_create, &err),
 			 0);
 	out = json_object_get(json_object_get(sum, "outputs"), "create-cluster");
-	assert_string_equal(json_string_value(json_object_get(out, "version")), "v1.27.1+k3s1");
+	assert_string_equal(json_string_value(json_object_get(out, "version")),
+			    "v1.27.1+k3s1");
 	assert_string_equal(json_string_value(json_object_get(out, "ingress")),
 			    "http://127.0.0.1:9");
 	assert_string_equal(json_string_value(json_object_get(out, "kubeconfig")),
 			    json_string_value(json_object_get(c, "kubeconfig")));
 	/* the spec was journaled with "creating" */
 	{
-		const json_t *d = json_object_get(json_array_get(json_object_get(sum, "stages"), 0),
-						  "details");
+		const json_t *d = json_object_get(
+			json_array_get(json_object_get(sum, "stages"), 0), "details");
 
-		assert_string_equal(json_string_value(json_object_get(d, "name")), "cluster2");
+		assert_string_equal(json_string_value(json_object_get(d, "name")),
+				    "cluster2");
 		assert_string_equal(json_string_value(json_object_get(d, "version")),
 				    "v1.27.1+k3s1");
 	}
@@ -320,7 +329,7 @@ static void test_create_wait_register(void **state)
 static void test_stop_during_create_then_resume(void **state)
 {
 	struct env e;
-	struct outcome o = { 0 }, o2 = { 0 };
+	struct outcome o = {0}, o2 = {0};
 	json_t *req = request();
 
 	(void)state;
@@ -346,7 +355,7 @@ static void test_stop_during_create_then_resume(void **state)
 static void test_cleanup_after_later_failure(void **state)
 {
 	struct env e;
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 	json_t *req = request();
 	struct co_error err = CO_ERROR_INIT;
 
@@ -361,8 +370,8 @@ static void test_cleanup_after_later_failure(void **state)
 	assert_int_equal(e.fake.deletes, 1);
 	assert_null(json_object_get(e.fake.clusters, "cluster2"));
 	co_registry_reload(e.reg, &err);
-	assert_string_equal(json_string_value(json_object_get(co_registry_get(e.reg, "cluster2"),
-							      "role")),
+	assert_string_equal(json_string_value(json_object_get(
+				    co_registry_get(e.reg, "cluster2"), "role")),
 			    "retired");
 	json_decref(req);
 	env_release(&e);
@@ -371,7 +380,7 @@ static void test_cleanup_after_later_failure(void **state)
 static void test_keep_failed(void **state)
 {
 	struct env e;
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 	json_t *req = request();
 
 	(void)state;
@@ -387,10 +396,11 @@ static void test_keep_failed(void **state)
 
 static void test_stage_table(void **state)
 {
-	static const char *const names[] = { "preflight", "create-cluster", "bootstrap-flux",
-					     "cluster-config", "validate-cluster",
-					     "tenant-namespaces", "deploy-tenants", "load-test",
-					     "compare", "switch-traffic", "retire-old" };
+	static const char *const names[] = {
+		"preflight",	  "create-cluster",   "bootstrap-flux",
+		"cluster-config", "validate-cluster", "tenant-namespaces",
+		"deploy-tenants", "load-test",	      "compare",
+		"switch-traffic", "retire-old"};
 	const struct co_stage_ops *const *r = co_stages_runnable();
 	size_t n = co_stages_runnable_count();
 

@@ -58,7 +58,8 @@ static void test_seed_fleet_and_tenants(void **state)
 	rc = co_fleet_seed(dir, CO_SOURCE_ROOT, &err);
 	assert_true(rc >= 2); /* fleet + tenant-core at least */
 
-	files = sh_out("git --git-dir=%s/repos/fleet.git ls-tree -r --name-only main", dir);
+	files = sh_out("git --git-dir=%s/repos/fleet.git ls-tree -r --name-only main",
+		       dir);
 	assert_non_null(strstr(files, "clusters/staging/northeurope/operations.yaml\n"));
 	assert_non_null(strstr(files, "clusters/production/westeurope/tenants.yaml\n"));
 	assert_non_null(strstr(files, "operators/kustomization.yaml\n"));
@@ -66,12 +67,14 @@ static void test_seed_fleet_and_tenants(void **state)
 	assert_null(strstr(files, "runner/"));
 	assert_null(strstr(files, "README.md\nrunner"));
 	mode = sh_out("git --git-dir=%s/repos/fleet.git ls-tree -r main "
-		      "clusters/staging/northeurope/checks/", dir);
+		      "clusters/staging/northeurope/checks/",
+		      dir);
 	assert_non_null(strstr(mode, "100755"));
 
 	free(files);
-	files = sh_out("git --git-dir=%s/repos/tenant-core.git ls-tree -r --name-only main",
-		       dir);
+	files = sh_out(
+		"git --git-dir=%s/repos/tenant-core.git ls-tree -r --name-only main",
+		dir);
 	assert_non_null(strstr(files, "deploy/base/deployment.yaml\n"));
 	assert_non_null(strstr(files, "deploy/staging/kustomization.yaml\n"));
 	head = sh_out("git --git-dir=%s/repos/fleet.git rev-parse main", dir);
@@ -84,8 +87,9 @@ static void test_seed_fleet_and_tenants(void **state)
 	/* the repos are clonable where Flux and kubesim reach them */
 	url = co_fleet_repo_url(dir, "tenant-core");
 	assert_true(strncmp(url, "file:///", 8) == 0);
-	free(sh_out("git clone -q %s %s/clone && test -f %s/clone/deploy/base/canary.yaml",
-		    url, dir, dir));
+	free(sh_out(
+		"git clone -q %s %s/clone && test -f %s/clone/deploy/base/canary.yaml",
+		url, dir, dir));
 
 	free(sh_out("rm -rf %s", dir));
 	free(files);
@@ -101,7 +105,7 @@ static void test_seed_failure_leaves_nothing(void **state)
 	char *dir = tmpdir();
 	char *bare = co_asprintf("%s/repos/x.git", dir);
 	char *src = co_asprintf("%s/empty", dir);
-	static const char *const subdirs[] = { "clusters", NULL };
+	static const char *const subdirs[] = {"clusters", NULL};
 	struct co_error err = CO_ERROR_INIT;
 	char *left;
 

@@ -15,7 +15,7 @@
 
 static struct co_kube_version v(const char *s)
 {
-	struct co_kube_version ver = { 0 };
+	struct co_kube_version ver = {0};
 
 	assert_int_equal(co_kube_version_parse(s, &ver), 0);
 	return ver;
@@ -23,7 +23,7 @@ static struct co_kube_version v(const char *s)
 
 static void test_version_parse(void **state)
 {
-	struct co_kube_version ver = { 0 };
+	struct co_kube_version ver = {0};
 
 	(void)state;
 	ver = v("v1.27.1+k3s1");
@@ -72,19 +72,21 @@ static void test_removals_by_release(void **state)
 	assert_string_equal(r->replacement, "autoscaling/v2");
 	assert_null(co_kube_api_removed("autoscaling/v2beta2", "HorizontalPodAutoscaler",
 					&v125));
-	assert_non_null(co_kube_api_removed("autoscaling/v2beta1", "HorizontalPodAutoscaler",
-					    &v125));
+	assert_non_null(co_kube_api_removed("autoscaling/v2beta1",
+					    "HorizontalPodAutoscaler", &v125));
 	assert_non_null(co_kube_api_removed("batch/v1beta1", "CronJob", &v125));
-	assert_non_null(co_kube_api_removed("policy/v1beta1", "PodDisruptionBudget", &v125));
-	assert_non_null(co_kube_api_removed("discovery.k8s.io/v1beta1", "EndpointSlice",
-					    &v125));
-	assert_null(co_kube_api_removed("storage.k8s.io/v1beta1", "CSIStorageCapacity", &v125));
-	assert_non_null(co_kube_api_removed("storage.k8s.io/v1beta1", "CSIStorageCapacity",
-					    &v128));
-	assert_null(co_kube_api_removed("flowcontrol.apiserver.k8s.io/v1beta2", "FlowSchema",
-					&v128));
-	assert_non_null(co_kube_api_removed("flowcontrol.apiserver.k8s.io/v1beta2", "FlowSchema",
-					    &v129));
+	assert_non_null(
+		co_kube_api_removed("policy/v1beta1", "PodDisruptionBudget", &v125));
+	assert_non_null(
+		co_kube_api_removed("discovery.k8s.io/v1beta1", "EndpointSlice", &v125));
+	assert_null(co_kube_api_removed("storage.k8s.io/v1beta1", "CSIStorageCapacity",
+					&v125));
+	assert_non_null(co_kube_api_removed("storage.k8s.io/v1beta1",
+					    "CSIStorageCapacity", &v128));
+	assert_null(co_kube_api_removed("flowcontrol.apiserver.k8s.io/v1beta2",
+					"FlowSchema", &v128));
+	assert_non_null(co_kube_api_removed("flowcontrol.apiserver.k8s.io/v1beta2",
+					    "FlowSchema", &v129));
 }
 
 static void test_current_apis_pass(void **state)
@@ -94,7 +96,8 @@ static void test_current_apis_pass(void **state)
 	(void)state;
 	assert_null(co_kube_api_removed("apps/v1", "Deployment", &latest));
 	assert_null(co_kube_api_removed("networking.k8s.io/v1", "Ingress", &latest));
-	assert_null(co_kube_api_removed("autoscaling/v2", "HorizontalPodAutoscaler", &latest));
+	assert_null(co_kube_api_removed("autoscaling/v2", "HorizontalPodAutoscaler",
+					&latest));
 	assert_null(co_kube_api_removed("flagger.app/v1beta1", "Canary", &latest));
 	/* kind matters, not only the group-version */
 	assert_null(co_kube_api_removed("policy/v1beta1", "Eviction", &latest));

@@ -53,7 +53,8 @@ static struct co_kubeconfig *parse_ok(const char *text, const char *context)
 {
 	struct co_kubeconfig *cfg = NULL;
 	struct co_error err = CO_ERROR_INIT;
-	int rc = co_kubeconfig_parse(&cfg, text, strlen(text), "test", dir, context, &err);
+	int rc =
+		co_kubeconfig_parse(&cfg, text, strlen(text), "test", dir, context, &err);
 
 	if (rc != 0)
 		fail_msg("parse failed: %s", err.msg);
@@ -71,37 +72,37 @@ static int parse_err(const char *text, const char *context, struct co_error *err
 	return rc;
 }
 
-#define TWO_CONTEXTS                                                                    \
-	"apiVersion: v1\n"                                                                \
-	"kind: Config\n"                                                                  \
-	"current-context: dev\n"                                                          \
-	"clusters:\n"                                                                     \
-	"- name: c1\n"                                                                    \
-	"  cluster:\n"                                                                    \
-	"    server: https://127.0.0.1:6443/\n"                                           \
-	"    certificate-authority-data: %s\n"                                            \
-	"- name: c2\n"                                                                    \
-	"  cluster:\n"                                                                    \
-	"    server: https://10.0.0.2:6443\n"                                             \
-	"    insecure-skip-tls-verify: true\n"                                            \
-	"    tls-server-name: api.internal\n"                                             \
-	"users:\n"                                                                        \
-	"- name: u1\n"                                                                    \
-	"  user:\n"                                                                       \
-	"    token: secret-token-1\n"                                                     \
-	"- name: u2\n"                                                                    \
-	"  user:\n"                                                                       \
-	"    client-certificate-data: %s\n"                                               \
-	"    client-key-data: %s\n"                                                       \
-	"contexts:\n"                                                                     \
-	"- name: dev\n"                                                                   \
-	"  context:\n"                                                                    \
-	"    cluster: c1\n"                                                                \
-	"    user: u1\n"                                                                   \
-	"    namespace: team-a\n"                                                          \
-	"- name: prod\n"                                                                  \
-	"  context:\n"                                                                    \
-	"    cluster: c2\n"                                                                \
+#define TWO_CONTEXTS                                                                     \
+	"apiVersion: v1\n"                                                               \
+	"kind: Config\n"                                                                 \
+	"current-context: dev\n"                                                         \
+	"clusters:\n"                                                                    \
+	"- name: c1\n"                                                                   \
+	"  cluster:\n"                                                                   \
+	"    server: https://127.0.0.1:6443/\n"                                          \
+	"    certificate-authority-data: %s\n"                                           \
+	"- name: c2\n"                                                                   \
+	"  cluster:\n"                                                                   \
+	"    server: https://10.0.0.2:6443\n"                                            \
+	"    insecure-skip-tls-verify: true\n"                                           \
+	"    tls-server-name: api.internal\n"                                            \
+	"users:\n"                                                                       \
+	"- name: u1\n"                                                                   \
+	"  user:\n"                                                                      \
+	"    token: secret-token-1\n"                                                    \
+	"- name: u2\n"                                                                   \
+	"  user:\n"                                                                      \
+	"    client-certificate-data: %s\n"                                              \
+	"    client-key-data: %s\n"                                                      \
+	"contexts:\n"                                                                    \
+	"- name: dev\n"                                                                  \
+	"  context:\n"                                                                   \
+	"    cluster: c1\n"                                                              \
+	"    user: u1\n"                                                                 \
+	"    namespace: team-a\n"                                                        \
+	"- name: prod\n"                                                                 \
+	"  context:\n"                                                                   \
+	"    cluster: c2\n"                                                              \
 	"    user: u2\n"
 
 static char *two_contexts(void)
@@ -166,27 +167,33 @@ static void test_context_errors(void **state)
 	(void)state;
 	assert_int_equal(parse_err(text, "staging", &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "context 'staging' not found"));
-	assert_int_equal(parse_err("apiVersion: v1\nkind: Config\nclusters: []\n", NULL, &err),
-			 -EINVAL);
+	assert_int_equal(
+		parse_err("apiVersion: v1\nkind: Config\nclusters: []\n", NULL, &err),
+		-EINVAL);
 	assert_non_null(strstr(err.msg, "no current-context"));
-	assert_int_equal(parse_err("current-context: x\ncontexts:\n- name: x\n  context:\n"
-				   "    cluster: nowhere\n", NULL, &err),
-			 -ENOENT);
+	assert_int_equal(
+		parse_err("current-context: x\ncontexts:\n- name: x\n  context:\n"
+			  "    cluster: nowhere\n",
+			  NULL, &err),
+		-ENOENT);
 	assert_non_null(strstr(err.msg, "cluster 'nowhere'"));
-	assert_int_equal(parse_err("current-context: x\ncontexts:\n- name: x\n  context:\n"
-				   "    cluster: c\n    user: ghost\nclusters:\n- name: c\n"
-				   "  cluster:\n    server: https://h:1\n", NULL, &err),
-			 -ENOENT);
+	assert_int_equal(
+		parse_err("current-context: x\ncontexts:\n- name: x\n  context:\n"
+			  "    cluster: c\n    user: ghost\nclusters:\n- name: c\n"
+			  "  cluster:\n    server: https://h:1\n",
+			  NULL, &err),
+		-ENOENT);
 	assert_non_null(strstr(err.msg, "user 'ghost'"));
 	free(text);
 }
 
 static void test_anonymous_context(void **state)
 {
-	struct co_kubeconfig *cfg = parse_ok("current-context: x\ncontexts:\n- name: x\n"
-					     "  context:\n    cluster: c\nclusters:\n- name: c\n"
-					     "  cluster:\n    server: http://127.0.0.1:8001\n",
-					     NULL);
+	struct co_kubeconfig *cfg =
+		parse_ok("current-context: x\ncontexts:\n- name: x\n"
+			 "  context:\n    cluster: c\nclusters:\n- name: c\n"
+			 "  cluster:\n    server: http://127.0.0.1:8001\n",
+			 NULL);
 
 	(void)state;
 	assert_string_equal(cfg->server, "http://127.0.0.1:8001");
@@ -218,7 +225,8 @@ static void test_exec_plugin(void **state)
 	(void)state;
 	assert_non_null(cfg->exec);
 	assert_string_equal(cfg->exec->command, "aws");
-	assert_string_equal(cfg->exec->api_version, "client.authentication.k8s.io/v1beta1");
+	assert_string_equal(cfg->exec->api_version,
+			    "client.authentication.k8s.io/v1beta1");
 	assert_string_equal(cfg->exec->args[0], "eks");
 	assert_string_equal(cfg->exec->args[3], "prod");
 	assert_null(cfg->exec->args[4]);
@@ -232,9 +240,10 @@ static void test_exec_plugin(void **state)
 static void test_exec_plugin_malformed(void **state)
 {
 	struct co_error err = CO_ERROR_INIT;
-	const char *head = "current-context: x\ncontexts:\n- name: x\n  context: {cluster: c, "
-			   "user: u}\nclusters:\n- name: c\n  cluster: {server: 'https://h'}\n"
-			   "users:\n- name: u\n  user:\n    exec:\n";
+	const char *head =
+		"current-context: x\ncontexts:\n- name: x\n  context: {cluster: c, "
+		"user: u}\nclusters:\n- name: c\n  cluster: {server: 'https://h'}\n"
+		"users:\n- name: u\n  user:\n    exec:\n";
 	char *t;
 
 	(void)state;
@@ -243,7 +252,8 @@ static void test_exec_plugin_malformed(void **state)
 	assert_non_null(strstr(err.msg, "no command"));
 	free(t);
 	t = co_asprintf("%s      apiVersion: client.authentication.k8s.io/v1alpha1\n"
-			"      command: x\n", head);
+			"      command: x\n",
+			head);
 	assert_int_equal(parse_err(t, NULL, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "v1alpha1"));
 	free(t);
@@ -251,7 +261,8 @@ static void test_exec_plugin_malformed(void **state)
 	assert_int_equal(parse_err(t, NULL, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "args[1]"));
 	free(t);
-	t = co_asprintf("%s      command: x\n      env:\n      - name: ONLY_NAME\n", head);
+	t = co_asprintf("%s      command: x\n      env:\n      - name: ONLY_NAME\n",
+			head);
 	assert_int_equal(parse_err(t, NULL, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "env[0]"));
 	free(t);
@@ -270,34 +281,45 @@ static void test_malformed_documents(void **state)
 	assert_non_null(strstr(err.msg, "'clusters' is not a list"));
 	parse_err("clusters:\n- cluster: {server: 'https://h'}\n", NULL, &err);
 	assert_non_null(strstr(err.msg, "has no name"));
-	parse_err("current-context: x\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\n"
-		  "clusters:\n- name: c\n  cluster: {server: 'https://h'}\nusers:\n- name: u\n"
-		  "  user:\n    token: [1, 2]\n", NULL, &err);
+	parse_err("current-context: x\ncontexts:\n- name: x\n  context: {cluster: c, "
+		  "user: u}\n"
+		  "clusters:\n- name: c\n  cluster: {server: 'https://h'}\nusers:\n- "
+		  "name: u\n"
+		  "  user:\n    token: [1, 2]\n",
+		  NULL, &err);
 	assert_non_null(strstr(err.msg, "'token' is not a string"));
 	parse_err("current-context: x\ncontexts:\n- name: x\n  context: {cluster: c}\n"
-		  "clusters:\n- name: c\n  cluster: {server: 'ftp://h'}\n", NULL, &err);
+		  "clusters:\n- name: c\n  cluster: {server: 'ftp://h'}\n",
+		  NULL, &err);
 	assert_non_null(strstr(err.msg, "not an http(s) URL"));
 	parse_err("current-context: x\ncontexts:\n- name: x\n  context: {cluster: c}\n"
 		  "clusters:\n- name: c\n  cluster: {server: 'https://h', "
-		  "certificate-authority-data: '!!not base64!!'}\n", NULL, &err);
+		  "certificate-authority-data: '!!not base64!!'}\n",
+		  NULL, &err);
 	assert_non_null(strstr(err.msg, "base64"));
-	parse_err("current-context: x\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\n"
-		  "clusters:\n- name: c\n  cluster: {server: 'https://h'}\nusers:\n- name: u\n"
-		  "  user:\n    client-certificate-data: Q0VSVA==\n", NULL, &err);
+	parse_err("current-context: x\ncontexts:\n- name: x\n  context: {cluster: c, "
+		  "user: u}\n"
+		  "clusters:\n- name: c\n  cluster: {server: 'https://h'}\nusers:\n- "
+		  "name: u\n"
+		  "  user:\n    client-certificate-data: Q0VSVA==\n",
+		  NULL, &err);
 	assert_non_null(strstr(err.msg, "together"));
-	assert_int_equal(parse_err("current-context: x\ncontexts:\n- name: x\n  context: "
-				   "{cluster: c, user: u}\nclusters:\n- name: c\n  cluster: "
-				   "{server: 'https://h'}\nusers:\n- name: u\n  user:\n"
-				   "    auth-provider: {name: gcp}\n", NULL, &err),
-			 -ENOTSUP);
+	assert_int_equal(
+		parse_err("current-context: x\ncontexts:\n- name: x\n  context: "
+			  "{cluster: c, user: u}\nclusters:\n- name: c\n  cluster: "
+			  "{server: 'https://h'}\nusers:\n- name: u\n  user:\n"
+			  "    auth-provider: {name: gcp}\n",
+			  NULL, &err),
+		-ENOTSUP);
 	/* bounded input */
 	big = co_calloc(1, CO_KUBECONFIG_MAX_BYTES + 2);
 	memset(big, '#', CO_KUBECONFIG_MAX_BYTES + 1);
 	{
 		struct co_kubeconfig *cfg = NULL;
 
-		assert_int_equal(co_kubeconfig_parse(&cfg, big, CO_KUBECONFIG_MAX_BYTES + 1,
-						     "big", NULL, NULL, &err),
+		assert_int_equal(co_kubeconfig_parse(&cfg, big,
+						     CO_KUBECONFIG_MAX_BYTES + 1, "big",
+						     NULL, NULL, &err),
 				 -E2BIG);
 		assert_null(cfg);
 	}
@@ -306,15 +328,17 @@ static void test_malformed_documents(void **state)
 
 static void test_multiple_files(void **state)
 {
-	char *a = write_file("a.yaml",
-			     "clusters:\n- name: shared\n  cluster: {server: 'https://first:1'}\n"
-			     "users:\n- name: me\n  user: {tokenFile: token.txt}\n");
-	char *b = write_file("b.yaml",
-			     "current-context: b-ctx\n"
-			     "clusters:\n- name: shared\n  cluster: {server: 'https://second:2'}\n"
-			     "contexts:\n- name: b-ctx\n  context: {cluster: shared, user: me, "
-			     "namespace: ns-b}\n"
-			     "users:\n- name: me\n  user: {token: from-b}\n");
+	char *a = write_file(
+		"a.yaml",
+		"clusters:\n- name: shared\n  cluster: {server: 'https://first:1'}\n"
+		"users:\n- name: me\n  user: {tokenFile: token.txt}\n");
+	char *b = write_file(
+		"b.yaml",
+		"current-context: b-ctx\n"
+		"clusters:\n- name: shared\n  cluster: {server: 'https://second:2'}\n"
+		"contexts:\n- name: b-ctx\n  context: {cluster: shared, user: me, "
+		"namespace: ns-b}\n"
+		"users:\n- name: me\n  user: {token: from-b}\n");
 	char *c = write_file("c.yaml", "current-context: c-ctx\n");
 	char *tok = write_file("token.txt", "from-file\n");
 	char *paths = co_asprintf("%s/missing.yaml:%s:%s:%s", dir, a, b, c);
@@ -323,9 +347,9 @@ static void test_multiple_files(void **state)
 
 	(void)state;
 	assert_int_equal(co_kubeconfig_load(&cfg, paths, NULL, &err), 0);
-	assert_string_equal(cfg->context, "b-ctx");          /* first current-context */
+	assert_string_equal(cfg->context, "b-ctx");	     /* first current-context */
 	assert_string_equal(cfg->server, "https://first:1"); /* first definition wins */
-	assert_string_equal(cfg->token, "from-file");        /* relative to a.yaml */
+	assert_string_equal(cfg->token, "from-file");	     /* relative to a.yaml */
 	assert_string_equal(cfg->namespace_, "ns-b");
 	co_kubeconfig_free(cfg);
 	cfg = NULL;
@@ -363,12 +387,13 @@ static void test_cert_files_relative(void **state)
 {
 	char *cert = write_file("client.crt", "CERT FROM FILE");
 	char *key = write_file("client.key", "KEY FROM FILE");
-	char *cfgp = write_file("cfg.yaml",
-				"current-context: x\ncontexts:\n- name: x\n  context: {cluster: "
-				"c, user: u}\nclusters:\n- name: c\n  cluster: {server: "
-				"'https://h:6443', certificate-authority: missing-ca.crt}\n"
-				"users:\n- name: u\n  user: {client-certificate: client.crt, "
-				"client-key: client.key}\n");
+	char *cfgp = write_file(
+		"cfg.yaml",
+		"current-context: x\ncontexts:\n- name: x\n  context: {cluster: "
+		"c, user: u}\nclusters:\n- name: c\n  cluster: {server: "
+		"'https://h:6443', certificate-authority: missing-ca.crt}\n"
+		"users:\n- name: u\n  user: {client-certificate: client.crt, "
+		"client-key: client.key}\n");
 	struct co_kubeconfig *cfg = NULL;
 	struct co_error err = CO_ERROR_INIT;
 
@@ -376,11 +401,12 @@ static void test_cert_files_relative(void **state)
 	assert_int_equal(co_kubeconfig_load(&cfg, cfgp, NULL, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "certificate-authority"));
 	free(cfgp);
-	cfgp = write_file("cfg.yaml",
-			  "current-context: x\ncontexts:\n- name: x\n  context: {cluster: "
-			  "c, user: u}\nclusters:\n- name: c\n  cluster: {server: "
-			  "'https://h:6443'}\nusers:\n- name: u\n  user: {client-certificate: "
-			  "client.crt, client-key: client.key}\n");
+	cfgp = write_file(
+		"cfg.yaml",
+		"current-context: x\ncontexts:\n- name: x\n  context: {cluster: "
+		"c, user: u}\nclusters:\n- name: c\n  cluster: {server: "
+		"'https://h:6443'}\nusers:\n- name: u\n  user: {client-certificate: "
+		"client.crt, client-key: client.key}\n");
 	assert_int_equal(co_kubeconfig_load(&cfg, cfgp, NULL, &err), 0);
 	assert_int_equal(cfg->cert_pem_len, 14);
 	assert_memory_equal(cfg->cert_pem, "CERT FROM FILE", 14);
@@ -403,8 +429,8 @@ static void test_exec_credential(void **state)
 			    "\"clientCertificateData\":\"C\",\"clientKeyData\":\"K\"}}";
 
 	(void)state;
-	assert_int_equal(co_kubeconfig_parse_exec_credential(ok, strlen(ok), &tok, &cert, &key,
-							     &exp, &err),
+	assert_int_equal(co_kubeconfig_parse_exec_credential(ok, strlen(ok), &tok, &cert,
+							     &key, &exp, &err),
 			 0);
 	assert_string_equal(tok, "t0k3n");
 	assert_null(cert);
@@ -412,8 +438,8 @@ static void test_exec_credential(void **state)
 	assert_int_equal(exp, 1893553445000LL);
 	free(tok);
 	tok = NULL;
-	assert_int_equal(co_kubeconfig_parse_exec_credential(certs, strlen(certs), &tok, &cert,
-							     &key, &exp, &err),
+	assert_int_equal(co_kubeconfig_parse_exec_credential(certs, strlen(certs), &tok,
+							     &cert, &key, &exp, &err),
 			 0);
 	assert_null(tok);
 	assert_string_equal(cert, "C");
@@ -423,24 +449,26 @@ static void test_exec_credential(void **state)
 	free(key);
 
 	tok = (char *)0x1;
-	assert_int_equal(co_kubeconfig_parse_exec_credential("not json", 8, &tok, &cert, &key,
-							     &exp, &err),
+	assert_int_equal(co_kubeconfig_parse_exec_credential("not json", 8, &tok, &cert,
+							     &key, &exp, &err),
 			 -EINVAL);
 	assert_non_null(strstr(err.msg, "invalid JSON"));
-	assert_int_equal(co_kubeconfig_parse_exec_credential("{\"kind\":\"Secret\"}", 17, &tok,
-							     &cert, &key, &exp, &err),
+	assert_int_equal(co_kubeconfig_parse_exec_credential("{\"kind\":\"Secret\"}", 17,
+							     &tok, &cert, &key, &exp,
+							     &err),
 			 -EINVAL);
 	assert_int_equal(co_kubeconfig_parse_exec_credential(
-				 "{\"kind\":\"ExecCredential\",\"status\":{}}", 37, &tok, &cert,
-				 &key, &exp, &err),
+				 "{\"kind\":\"ExecCredential\",\"status\":{}}", 37, &tok,
+				 &cert, &key, &exp, &err),
 			 -EINVAL);
 	assert_non_null(strstr(err.msg, "neither token"));
 	{
-		const char *bad = "{\"kind\":\"ExecCredential\",\"status\":{\"token\":\"x\","
-				  "\"expirationTimestamp\":\"tomorrow\"}}";
+		const char *bad =
+			"{\"kind\":\"ExecCredential\",\"status\":{\"token\":\"x\","
+			"\"expirationTimestamp\":\"tomorrow\"}}";
 
-		assert_int_equal(co_kubeconfig_parse_exec_credential(bad, strlen(bad), &tok,
-								     &cert, &key, &exp, &err),
+		assert_int_equal(co_kubeconfig_parse_exec_credential(
+					 bad, strlen(bad), &tok, &cert, &key, &exp, &err),
 				 -EINVAL);
 		assert_non_null(strstr(err.msg, "tomorrow"));
 	}
@@ -449,15 +477,17 @@ static void test_exec_credential(void **state)
 
 static void test_render_round_trip(void **state)
 {
-	char *text = co_kubeconfig_render_token("cluster2", "https://127.0.0.1:41234", "abc",
-						 "-----BEGIN CERTIFICATE-----\nX\n");
+	char *text =
+		co_kubeconfig_render_token("cluster2", "https://127.0.0.1:41234", "abc",
+					   "-----BEGIN CERTIFICATE-----\nX\n");
 	struct co_kubeconfig *cfg = parse_ok(text, NULL);
 
 	(void)state;
 	assert_string_equal(cfg->context, "cluster2");
 	assert_string_equal(cfg->server, "https://127.0.0.1:41234");
 	assert_string_equal(cfg->token, "abc");
-	assert_memory_equal(cfg->ca_pem, "-----BEGIN CERTIFICATE-----\nX\n", cfg->ca_pem_len);
+	assert_memory_equal(cfg->ca_pem, "-----BEGIN CERTIFICATE-----\nX\n",
+			    cfg->ca_pem_len);
 	co_kubeconfig_free(cfg);
 	free(text);
 }

@@ -49,7 +49,8 @@ static int setup(void **state)
 	put("clusters/a/operations.yaml",
 	    "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n"
 	    "metadata: {name: operations, namespace: flux-system}\n"
-	    "spec: {path: ./operators, sourceRef: {kind: GitRepository, name: flux-system}}\n"
+	    "spec: {path: ./operators, sourceRef: {kind: GitRepository, name: "
+	    "flux-system}}\n"
 	    "---\n# only a comment\n---\n");
 	put("clusters/a/nested/extra.yml", "apiVersion: v1\nkind: ConfigMap\n"
 					   "metadata: {name: extra, namespace: x}\n");
@@ -57,8 +58,9 @@ static int setup(void **state)
 	put("clusters/a/app/kustomization.yaml",
 	    "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
 	    "namespace: team\nresources: [psp.yaml, deploy.yaml]\n");
-	put("clusters/a/app/psp.yaml", "apiVersion: policy/v1beta1\nkind: PodSecurityPolicy\n"
-				       "metadata: {name: restricted}\nspec: {privileged: false}\n");
+	put("clusters/a/app/psp.yaml",
+	    "apiVersion: policy/v1beta1\nkind: PodSecurityPolicy\n"
+	    "metadata: {name: restricted}\nspec: {privileged: false}\n");
 	put("clusters/a/app/deploy.yaml",
 	    "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
 	    "spec: {selector: {matchLabels: {app: web}}, template: {metadata: {labels: "
@@ -104,7 +106,8 @@ static void run(const char *path, struct outcome *o, int expect_rc, bool cancel)
 	struct co_error err = CO_ERROR_INIT;
 
 	uv_loop_init(&loop);
-	assert_int_equal(co_manifests_build(&m, &loop, root, path, done_cb, o, &err), expect_rc);
+	assert_int_equal(co_manifests_build(&m, &loop, root, path, done_cb, o, &err),
+			 expect_rc);
 	if (expect_rc < 0)
 		snprintf(o->msg, sizeof(o->msg), "%s", err.msg);
 	else if (cancel)
@@ -118,7 +121,8 @@ static const json_t *find(const json_t *items, const char *kind, const char **re
 	size_t i;
 	json_t *it;
 
-	json_array_foreach(items, i, it) {
+	json_array_foreach(items, i, it)
+	{
 		const json_t *obj = json_object_get(it, "object");
 
 		if (strcmp(json_string_value(json_object_get(obj, "kind")), kind) == 0) {
@@ -131,7 +135,7 @@ static const json_t *find(const json_t *items, const char *kind, const char **re
 
 static void test_build_like_flux(void **state)
 {
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 	const char *src = NULL;
 	const json_t *obj;
 
@@ -145,13 +149,14 @@ static void test_build_like_flux(void **state)
 	assert_string_equal(src, "clusters/a/operations.yaml");
 	obj = find(o.items, "ConfigMap", &src);
 	assert_string_equal(src, "clusters/a/nested/extra.yml");
-	/* from kubectl kustomize: namespace set by the kustomization, traced to its file */
+	/* from kubectl kustomize: namespace set by the kustomization, traced to its file
+	 */
 	obj = find(o.items, "PodSecurityPolicy", &src);
 	assert_non_null(obj);
 	assert_string_equal(src, "clusters/a/app/psp.yaml");
 	obj = find(o.items, "Deployment", &src);
-	assert_string_equal(json_string_value(json_object_get(json_object_get(obj, "metadata"),
-							      "namespace")),
+	assert_string_equal(json_string_value(json_object_get(
+				    json_object_get(obj, "metadata"), "namespace")),
 			    "team");
 	assert_string_equal(src, "clusters/a/app/deploy.yaml");
 	json_decref(o.items);
@@ -159,7 +164,7 @@ static void test_build_like_flux(void **state)
 
 static void test_errors_name_the_path(void **state)
 {
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 
 	(void)state;
 	run("broken", &o, 0, false);
@@ -186,7 +191,7 @@ static void test_errors_name_the_path(void **state)
 
 static void test_cancel(void **state)
 {
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 
 	(void)state;
 	run("clusters/a", &o, 0, true);

@@ -45,25 +45,25 @@ static void test_dns1123(void **state)
 
 static void test_substitute(void **state)
 {
-	json_t *vars = json_pack("{s:s, s:s, s:s}", "CLUSTER_NAME", "cluster2", "GIT_BASE_URL",
-				 "file:///s/repos", "EMPTY", "");
+	json_t *vars = json_pack("{s:s, s:s, s:s}", "CLUSTER_NAME", "cluster2",
+				 "GIT_BASE_URL", "file:///s/repos", "EMPTY", "");
 	struct {
 		const char *in, *out;
 	} cases[] = {
-		{ "${GIT_BASE_URL}/tenant-core.git", "file:///s/repos/tenant-core.git" },
-		{ "name: ${CLUSTER_NAME}-x", "name: cluster2-x" },
-		{ "${MISSING}", "" },
-		{ "${MISSING:=fallback}", "fallback" },
-		{ "${MISSING:-dash}", "dash" },
-		{ "${CLUSTER_NAME:=unused}", "cluster2" },
-		{ "${EMPTY:=def}", "def" },
-		{ "$${CLUSTER_NAME}", "${CLUSTER_NAME}" },
-		{ "$CLUSTER_NAME stays", "$CLUSTER_NAME stays" },
-		{ "${1BAD}", "${1BAD}" },
-		{ "${UNCLOSED", "${UNCLOSED" },
-		{ "${X:=unclosed", "${X:=unclosed" },
-		{ "cost $5 and ${CLUSTER_NAME}", "cost $5 and cluster2" },
-		{ "", "" },
+		{"${GIT_BASE_URL}/tenant-core.git", "file:///s/repos/tenant-core.git"},
+		{"name: ${CLUSTER_NAME}-x", "name: cluster2-x"},
+		{"${MISSING}", ""},
+		{"${MISSING:=fallback}", "fallback"},
+		{"${MISSING:-dash}", "dash"},
+		{"${CLUSTER_NAME:=unused}", "cluster2"},
+		{"${EMPTY:=def}", "def"},
+		{"$${CLUSTER_NAME}", "${CLUSTER_NAME}"},
+		{"$CLUSTER_NAME stays", "$CLUSTER_NAME stays"},
+		{"${1BAD}", "${1BAD}"},
+		{"${UNCLOSED", "${UNCLOSED"},
+		{"${X:=unclosed", "${X:=unclosed"},
+		{"cost $5 and ${CLUSTER_NAME}", "cost $5 and cluster2"},
+		{"", ""},
 	};
 
 	(void)state;
@@ -76,21 +76,23 @@ static void test_substitute(void **state)
 	}
 	{
 		json_t *obj = json_pack("{s:{s:s}, s:[s, i, {s:s}]}", "spec", "url",
-					"${GIT_BASE_URL}/a.git", "list", "${CLUSTER_NAME}", 7, "k",
-					"${MISSING:=d}");
+					"${GIT_BASE_URL}/a.git", "list",
+					"${CLUSTER_NAME}", 7, "k", "${MISSING:=d}");
 
 		co_stages_substitute_json(obj, vars);
-		assert_string_equal(json_string_value(json_object_get(json_object_get(obj, "spec"),
-								      "url")),
-				    "file:///s/repos/a.git");
-		assert_string_equal(json_string_value(json_array_get(json_object_get(obj, "list"),
-								     0)),
-				    "cluster2");
-		assert_int_equal(json_integer_value(json_array_get(json_object_get(obj, "list"), 1)),
-				 7);
 		assert_string_equal(json_string_value(json_object_get(
-					    json_array_get(json_object_get(obj, "list"), 2), "k")),
-				    "d");
+					    json_object_get(obj, "spec"), "url")),
+				    "file:///s/repos/a.git");
+		assert_string_equal(json_string_value(json_array_get(
+					    json_object_get(obj, "list"), 0)),
+				    "cluster2");
+		assert_int_equal(json_integer_value(
+					 json_array_get(json_object_get(obj, "list"), 1)),
+				 7);
+		assert_string_equal(
+			json_string_value(json_object_get(
+				json_array_get(json_object_get(obj, "list"), 2), "k")),
+			"d");
 		json_decref(obj);
 	}
 	json_decref(vars);
@@ -113,29 +115,32 @@ static void test_flux_sync_files(void **state)
 	assert_non_null(kust);
 	assert_int_equal(co_yaml_load_all(&docs, sync, strlen(sync), "sync", &err), 0);
 	assert_int_equal(json_array_size(docs), 2);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(docs, 0), "kind")),
-			    "GitRepository");
-	assert_string_equal(json_string_value(json_object_get(
-				    json_object_get(json_array_get(docs, 0), "spec"), "url")),
-			    "file:///s/repos/fleet.git");
-	assert_string_equal(json_string_value(json_object_get(
-				    json_object_get(json_object_get(json_array_get(docs, 0),
-								    "spec"),
-						    "ref"),
-				    "branch")),
-			    "main");
-	assert_string_equal(json_string_value(json_object_get(json_array_get(docs, 1), "kind")),
-			    "Kustomization");
-	assert_string_equal(json_string_value(json_object_get(
-				    json_object_get(json_array_get(docs, 1), "spec"), "path")),
-			    "./clusters/staging/northeurope");
-	assert_true(json_is_true(json_object_get(json_object_get(json_array_get(docs, 1),
-								  "spec"),
-						 "prune")));
+	assert_string_equal(
+		json_string_value(json_object_get(json_array_get(docs, 0), "kind")),
+		"GitRepository");
+	assert_string_equal(
+		json_string_value(json_object_get(
+			json_object_get(json_array_get(docs, 0), "spec"), "url")),
+		"file:///s/repos/fleet.git");
+	assert_string_equal(
+		json_string_value(json_object_get(
+			json_object_get(json_object_get(json_array_get(docs, 0), "spec"),
+					"ref"),
+			"branch")),
+		"main");
+	assert_string_equal(
+		json_string_value(json_object_get(json_array_get(docs, 1), "kind")),
+		"Kustomization");
+	assert_string_equal(
+		json_string_value(json_object_get(
+			json_object_get(json_array_get(docs, 1), "spec"), "path")),
+		"./clusters/staging/northeurope");
+	assert_true(json_is_true(json_object_get(
+		json_object_get(json_array_get(docs, 1), "spec"), "prune")));
 	assert_int_equal(co_yaml_load_one(&k, kust, strlen(kust), "kust", &err), 0);
-	assert_string_equal(json_string_value(json_array_get(json_object_get(k, "resources"),
-							     0)),
-			    "gotk-sync.yaml");
+	assert_string_equal(
+		json_string_value(json_array_get(json_object_get(k, "resources"), 0)),
+		"gotk-sync.yaml");
 	json_decref(k);
 	json_decref(docs);
 	json_decref(files);
@@ -173,8 +178,9 @@ static void read_tree(json_t *files, const char *root, const char *rel)
 static void test_flux_kustomizations_of_fleet(void **state)
 {
 	json_t *files = json_object();
-	json_t *sync = co_stages_flux_sync_files("file:///x", "main", "clusters/staging/"
-								     "northeurope");
+	json_t *sync = co_stages_flux_sync_files("file:///x", "main",
+						 "clusters/staging/"
+						 "northeurope");
 	const char *k;
 	json_t *v, *names;
 
@@ -182,29 +188,34 @@ static void test_flux_kustomizations_of_fleet(void **state)
 	read_tree(files, CO_SOURCE_ROOT "/clusters/staging/northeurope", "");
 	names = co_stages_flux_kustomizations(files);
 	assert_int_equal(json_array_size(names), 2);
-	assert_string_equal(json_string_value(json_array_get(names, 0)), "flux-system/operations");
-	assert_string_equal(json_string_value(json_array_get(names, 1)), "flux-system/tenants");
+	assert_string_equal(json_string_value(json_array_get(names, 0)),
+			    "flux-system/operations");
+	assert_string_equal(json_string_value(json_array_get(names, 1)),
+			    "flux-system/tenants");
 	json_decref(names);
 
 	/* with the bootstrap folder, a broken file and a non-YAML file */
 	json_object_foreach(sync, k, v)
 		json_object_set(files, k + strlen("clusters/staging/northeurope/"), v);
 	json_object_set_new(files, "broken.yaml", json_string("kind: [unclosed"));
-	json_object_set_new(files, "README.md",
-			    json_string("apiVersion: kustomize.toolkit.fluxcd.io/v1\n"
-					"kind: Kustomization\nmetadata: {name: readme}\n"));
-	json_object_set_new(files, "dup.yaml",
-			    json_string("apiVersion: kustomize.toolkit.fluxcd.io/v1\n"
-					"kind: Kustomization\nmetadata: {name: tenants, "
-					"namespace: flux-system}\n---\n"
-					"apiVersion: kustomize.config.k8s.io/v1beta1\n"
-					"kind: Kustomization\nresources: [a.yaml]\n---\n"
-					"apiVersion: kustomize.toolkit.fluxcd.io/v1\n"
-					"kind: Kustomization\nmetadata: {name: apps, namespace: "
-					"team-a}\n"));
+	json_object_set_new(
+		files, "README.md",
+		json_string("apiVersion: kustomize.toolkit.fluxcd.io/v1\n"
+			    "kind: Kustomization\nmetadata: {name: readme}\n"));
+	json_object_set_new(
+		files, "dup.yaml",
+		json_string("apiVersion: kustomize.toolkit.fluxcd.io/v1\n"
+			    "kind: Kustomization\nmetadata: {name: tenants, "
+			    "namespace: flux-system}\n---\n"
+			    "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+			    "kind: Kustomization\nresources: [a.yaml]\n---\n"
+			    "apiVersion: kustomize.toolkit.fluxcd.io/v1\n"
+			    "kind: Kustomization\nmetadata: {name: apps, namespace: "
+			    "team-a}\n"));
 	names = co_stages_flux_kustomizations(files);
 	assert_int_equal(json_array_size(names), 4);
-	assert_string_equal(json_string_value(json_array_get(names, 0)), "flux-system/tenants");
+	assert_string_equal(json_string_value(json_array_get(names, 0)),
+			    "flux-system/tenants");
 	assert_string_equal(json_string_value(json_array_get(names, 1)), "team-a/apps");
 	assert_string_equal(json_string_value(json_array_get(names, 2)),
 			    "flux-system/flux-system");
@@ -231,7 +242,7 @@ enum mode { POLL, HANG_SLEEP, HANG_BUSY };
 struct probe {
 	struct co_sm sm;
 	int polls;
-	uv_timer_t *op;        /* a fake operation in flight */
+	uv_timer_t *op; /* a fake operation in flight */
 };
 
 static enum mode MODE;
@@ -318,9 +329,9 @@ static int probe_start(struct co_stage_run *run, const char *state, const json_t
 	return 0;
 }
 
-static const struct co_stage_ops probe_ops = { "probe", "test", 60000, true, probe_start,
-					       co_sm_cancel, NULL };
-static const struct co_stage_ops *const probe_stages[] = { &probe_ops, NULL };
+static const struct co_stage_ops probe_ops = {"probe",	   "test",	 60000, true,
+					      probe_start, co_sm_cancel, NULL};
+static const struct co_stage_ops *const probe_stages[] = {&probe_ops, NULL};
 
 struct outcome {
 	int calls;
@@ -348,14 +359,15 @@ static void run_probe(enum mode mode, const char *deadline, struct outcome *o)
 	char tmpl[] = "/tmp/co-sm-XXXXXX";
 	uv_loop_t loop;
 	json_t *req = json_pack("{s:s, s:s}", "old", "a", "new", "b");
-	struct co_pipeline_opts opts = { .id = "a-to-b", .stages = probe_stages };
+	struct co_pipeline_opts opts = {.id = "a-to-b", .stages = probe_stages};
 	struct co_error err = CO_ERROR_INIT;
 	uv_timer_t stopper;
 	char *cmd;
 
 	assert_non_null(mkdtemp(tmpl));
 	if (deadline)
-		json_object_set_new(req, "deadlines", json_pack("{s:s}", "probe", deadline));
+		json_object_set_new(req, "deadlines",
+				    json_pack("{s:s}", "probe", deadline));
 	opts.state_dir = tmpl;
 	opts.request = req;
 	MODE = mode;
@@ -379,7 +391,7 @@ static void run_probe(enum mode mode, const char *deadline, struct outcome *o)
 
 static void test_sm_polls_to_done(void **state)
 {
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 
 	(void)state;
 	run_probe(POLL, NULL, &o);
@@ -390,7 +402,7 @@ static void test_sm_polls_to_done(void **state)
 
 static void test_sm_cancel_while_sleeping(void **state)
 {
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 
 	(void)state;
 	run_probe(HANG_SLEEP, NULL, &o);
@@ -401,7 +413,7 @@ static void test_sm_cancel_while_sleeping(void **state)
 
 static void test_sm_cancel_while_busy(void **state)
 {
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 
 	(void)state;
 	run_probe(HANG_BUSY, NULL, &o);
@@ -414,7 +426,7 @@ static void test_sm_cancel_while_busy(void **state)
 
 static void test_sm_deadline(void **state)
 {
-	struct outcome o = { 0 };
+	struct outcome o = {0};
 
 	(void)state;
 	run_probe(HANG_SLEEP, "30ms", &o);
