@@ -37,7 +37,13 @@ struct runner {
 	bool done;
 	bool tty;
 	size_t line_len; /* TTY: length of the line drawn last */
-	char last[768];	 /* last progress line, to skip repeats */
+	struct {
+		unsigned index, count;
+		char stage[64], state[64], waiting[512];
+		uint64_t stage_t0, t0; /* mono ms the stage / pipeline started */
+	} shown;		       /* TTY: what the progress line shows */
+	uv_timer_t tick;	       /* TTY: redraws the line every second */
+	char last[768];		       /* last progress line, to skip repeats */
 	struct co_pipeline_result res;
 	char failed_stage[64];
 };
@@ -70,36 +76,58 @@ char *co_cli_missing_stages(void)
 	return co_strdup(buf);
 }
 
+/* TTY: redraw the one progress line from what the engine said last, with the
+ * elapsed times as of now (the tick timer calls this every second). */
+static void draw(struct runner *r)
+{
+	uint64_t now = co_time_mono_ms();
+	char line[768];
+	int n;
+
+	if (!r->shown.index)
+		return;
+	n = snprintf(line, sizeof(line), "[%u/%u] %s: %s %.1fs (total %.1fs)%s%s",
+		     r->shown.index, r->shown.count, r->shown.stage, r->shown.state,
+		     (double)(now - r->shown.stage_t0) / 1000.0,
+		     (double)(now - r->shown.t0) / 1000.0,
+		     r->shown.waiting[0] ? " - waiting for " : "", r->shown.waiting);
+	if (n < 0)
+		return;
+	if ((size_t)n > 160) {
+		line[157] = line[158] = line[159] = '.';
+		line[160] = '\0';
+		n = 160;
+	}
+	fprintf(stderr, "\r%s", line);
+	for (size_t i = (size_t)n; i < r->line_len; i++)
+		fputc(' ', stderr);
+	r->line_len = (size_t)n;
+	fflush(stderr);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+	draw(t->data);
+}
+
 static void progress_cb(const struct co_pipeline_progress *pr, void *data)
 {
 	struct runner *r = data;
-	char line[768];
-	char el[32], sel[32];
+	uint64_t now = co_time_mono_ms();
 
 	if (!pr->stage)
 		return;
-	co_time_format_duration((int64_t)(pr->elapsed_ms / 1000 * 1000), el, sizeof(el));
-	co_time_format_duration((int64_t)(pr->stage_elapsed_ms / 1000 * 1000), sel,
-				sizeof(sel));
 	if (r->tty) {
-		int n = snprintf(line, sizeof(line), "[%u/%u] %s: %s %s (total %s)%s%s",
-				 pr->index, pr->count, pr->stage,
-				 pr->state ? pr->state : "", sel, el,
-				 pr->waiting && *pr->waiting ? " - waiting for " : "",
-				 pr->waiting ? pr->waiting : "");
-
-		if (n < 0)
-			return;
-		if ((size_t)n > 160) {
-			line[157] = line[158] = line[159] = '.';
-			line[160] = '\0';
-			n = 160;
-		}
-		fprintf(stderr, "\r%s", line);
-		for (size_t i = (size_t)n; i < r->line_len; i++)
-			fputc(' ', stderr);
-		r->line_len = (size_t)n;
-		fflush(stderr);
+		r->shown.index = pr->index;
+		r->shown.count = pr->count;
+		snprintf(r->shown.stage, sizeof(r->shown.stage), "%s", pr->stage);
+		snprintf(r->shown.state, sizeof(r->shown.state), "%s",
+			 pr->state ? pr->state : "");
+		snprintf(r->shown.waiting, sizeof(r->shown.waiting), "%s",
+			 pr->waiting ? pr->waiting : "");
+		r->shown.stage_t0 = now - pr->stage_elapsed_ms;
+		r->shown.t0 = now - pr->elapsed_ms;
+		draw(r);
 		return;
 	} else {
 		json_t *j =
@@ -162,6 +190,7 @@ static void done_cb(const struct co_pipeline_result *res, void *data)
 		fputc('\n', stderr);
 	uv_signal_stop(&r->sigint);
 	uv_signal_stop(&r->sigterm);
+	uv_timer_stop(&r->tick);
 }
 
 static void print_report(const struct co_cli_pipeline *o, struct runner *r)
@@ -291,6 +320,10 @@ int co_cli_run_pipeline(const struct co_cli_pipeline *o)
 	if (missing)
 		co_log_info("cli", "pipeline '%s': running stages 1-%zu; %s", o->id,
 			    co_stages_runnable_count(), missing);
+	uv_timer_init(&loop, &r.tick);
+	r.tick.data = &r;
+	if (r.tty)
+		uv_timer_start(&r.tick, tick_cb, 1000, 1000);
 	uv_signal_init(&loop, &r.sigint);
 	uv_signal_init(&loop, &r.sigterm);
 	r.sigint.data = r.sigterm.data = &r;
@@ -303,6 +336,8 @@ int co_cli_run_pipeline(const struct co_cli_pipeline *o)
 	} else {
 		uv_run(&loop, UV_RUN_DEFAULT);
 	}
+	uv_timer_stop(&r.tick);
+	uv_close((uv_handle_t *)&r.tick, NULL);
 	uv_close((uv_handle_t *)&r.sigint, NULL);
 	uv_close((uv_handle_t *)&r.sigterm, NULL);
 	if (r.done) {
