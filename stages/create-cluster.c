@@ -102,6 +102,28 @@ static json_t *build_spec(struct co_stage_run *run)
 	return spec;
 }
 
+/*
+ * Whether an existing cluster of that name may be this pipeline's: registered by it,
+ * or not registered at all (created by an earlier run of this stage that was killed
+ * before registering). A cluster registered by anyone else is never adopted, nor
+ * deleted by the cleanup.
+ */
+static bool ours(struct co_stage_run *run, const char *name)
+{
+	const struct co_pipeline_services *svc =
+		co_pipeline_services(co_stage_pipeline(run));
+	struct co_error err = CO_ERROR_INIT;
+	const json_t *entry;
+	const char *owner;
+
+	co_registry_reload(svc->registry, &err);
+	entry = co_registry_get(svc->registry, name);
+	if (!entry)
+		return true;
+	owner = json_string_value(json_object_get(entry, "pipeline"));
+	return owner && strcmp(owner, co_pipeline_id(co_stage_pipeline(run))) == 0;
+}
+
 /* ---- creating ---- */
 
 static void create_cb(struct co_provider_result *res, void *data)
@@ -131,6 +153,13 @@ static void get_cb(struct co_provider_result *res, void *data)
 
 	if (co_sm_op_done(&c->sm))
 		return;
+	if (res->status == 0 && !ours(c->sm.run, name)) {
+		finish_err(c, -EEXIST,
+			   "cluster '%s' appeared meanwhile and belongs to someone else; "
+			   "not adopting it",
+			   name);
+		return;
+	}
 	if (res->status == 0) {
 		co_stage_log(c->sm.run, CO_LOG_INFO,
 			     "cluster '%s' already exists (%s); not "
@@ -420,6 +449,14 @@ static int create_cleanup(struct co_stage_run *run, struct co_error *err)
 	c->sm.release = release;
 	c->cleanup = true;
 	c->spec = build_spec(run);
+	if (!ours(run, co_stages_req(run, "new", ""))) {
+		co_stage_log(
+			run, CO_LOG_WARN,
+			"cluster '%s' is registered by someone else: not deleting it",
+			co_stages_req(run, "new", ""));
+		co_sm_finish(&c->sm, 0, NULL);
+		return 0;
+	}
 	co_stage_waiting(run, "provider deleting cluster '%s'",
 			 co_stages_req(run, "new", ""));
 	rc = co_provider_delete(svc_of(c)->provider, co_stages_req(run, "new", ""),

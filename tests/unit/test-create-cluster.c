@@ -4,7 +4,8 @@
  * waits through 503s until /version answers the target, registers the cluster as
  * candidate with a 0600 kubeconfig and records its outputs; a runner stopped while
  * the provider call is in flight resumes without creating a second cluster; a later
- * failure runs the cleanup (provider delete, role retired) unless keep_failed. Also
+ * failure runs the cleanup (provider delete, role retired) unless keep_failed; a
+ * cluster registered by someone else is neither adopted nor deleted. Also
  * the stage table: eleven names in order, and the built ones runnable as a prefix.
  */
 #include <setjmp.h>
@@ -394,6 +395,35 @@ static void test_keep_failed(void **state)
 	env_release(&e);
 }
 
+static void test_never_adopts_or_deletes_foreign_cluster(void **state)
+{
+	struct env e;
+	struct outcome o = {0};
+	json_t *req = request();
+	json_t *fields = json_pack("{s:s, s:s}", "role", "active", "pipeline", "other");
+	struct co_error err = CO_ERROR_INIT;
+
+	(void)state;
+	env_init(&e);
+	assert_int_equal(co_registry_put(e.reg, "cluster2", fields, &err), 0);
+	json_object_set_new(e.fake.clusters, "cluster2",
+			    json_pack("{s:s}", "name", "cluster2"));
+	run(&e, create_then_fail, req, false, &o);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(o.status, -EEXIST);
+	assert_non_null(strstr(o.msg, "belongs to someone else"));
+	assert_int_equal(e.fake.creates, 0);
+	assert_int_equal(e.fake.deletes, 0); /* the cleanup left it alone */
+	assert_non_null(json_object_get(e.fake.clusters, "cluster2"));
+	co_registry_reload(e.reg, &err);
+	assert_string_equal(json_string_value(json_object_get(
+				    co_registry_get(e.reg, "cluster2"), "role")),
+			    "active");
+	json_decref(fields);
+	json_decref(req);
+	env_release(&e);
+}
+
 static void test_stage_table(void **state)
 {
 	static const char *const names[] = {
@@ -429,6 +459,7 @@ int main(void)
 		cmocka_unit_test(test_stop_during_create_then_resume),
 		cmocka_unit_test(test_cleanup_after_later_failure),
 		cmocka_unit_test(test_keep_failed),
+		cmocka_unit_test(test_never_adopts_or_deletes_foreign_cluster),
 		cmocka_unit_test(test_stage_table),
 	};
 
