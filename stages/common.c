@@ -16,6 +16,9 @@
 #include "engine/pipeline.h"
 
 #include <ctype.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -195,21 +198,54 @@ const char *co_stages_branch(struct co_stage_run *run)
 void co_stages_git_opts(struct co_stage_run *run, const char *url,
 			struct co_git_opts *opts, char **ret_cache)
 {
-	const char *state = co_pipeline_state_dir(co_stage_pipeline(run));
+	struct co_pipeline *p = co_stage_pipeline(run);
+	char *dir = co_pipeline_dir(co_pipeline_state_dir(p), co_pipeline_id(p));
 	struct co_buf b;
 
+	/* per pipeline: two runners on one fleet repo never share a cache directory */
 	co_buf_init(&b);
-	co_buf_printf(&b, "%s/git-cache/", state);
+	co_buf_printf(&b, "%s/git-cache/", dir);
 	for (const char *c = url; *c; c++)
 		co_buf_putc(&b, isalnum((unsigned char)*c) || *c == '-' || *c == '.'
 					? *c
 					: '_');
+	free(dir);
 	*ret_cache = co_buf_detach(&b, NULL);
 	memset(opts, 0, sizeof(*opts));
 	opts->url = url;
 	opts->cache_dir = *ret_cache;
 	opts->token_env = co_stages_req(run, "gitTokenEnv", NULL);
 	opts->ssh_key = co_stages_req(run, "gitSshKey", NULL);
+}
+
+int co_stages_remove_tree(const char *path)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *de;
+	int rc = 0;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISDIR(st.st_mode))
+		return unlink(path) < 0 ? -errno : 0;
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		char *child;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		child = co_asprintf("%s/%s", path, de->d_name);
+		if (co_stages_remove_tree(child) < 0)
+			rc = -EIO;
+		free(child);
+	}
+	closedir(d);
+	if (rmdir(path) < 0)
+		rc = -errno;
+	return rc;
 }
 
 json_t *co_stages_cluster_vars(struct co_stage_run *run)

@@ -68,9 +68,12 @@ char *co_stages_cluster_path(struct co_stage_run *run);
 const char *co_stages_branch(struct co_stage_run *run);
 
 /* Fill opts for a remote; cache_dir is allocated into *ret_cache (caller frees) under
- * <state>/git-cache/<sanitised url>. */
+ * <state>/pipelines/<id>/git-cache/<sanitised url>. */
 void co_stages_git_opts(struct co_stage_run *run, const char *url,
 			struct co_git_opts *opts, char **ret_cache);
+
+/* rm -rf of a stage's own scratch directory (never follows symlinks). 0 or negative. */
+int co_stages_remove_tree(const char *path);
 
 /* A Kubernetes client from a kubeconfig file (path) or text. */
 int co_stages_kube_from_path(struct co_stage_run *run, const char *path,

@@ -59,6 +59,7 @@ struct preflight {
 	char *target_version;
 	char *old_version;
 	char *cluster_path;
+	char *work_dir; /* <pipeline>/work/preflight: checkouts, removed at the end */
 	struct co_kube *kube;
 	json_t *vars;
 	/* scan */
@@ -476,16 +477,12 @@ static void git_cb(struct co_git_result *res, void *data)
 	}
 	repo = json_object_get(pf->repos, url);
 	if (pf->scan_step == SCAN_FETCH) {
-		char *pdir = co_pipeline_dir(
-			co_pipeline_state_dir(co_stage_pipeline(pf->sm.run)),
-			co_pipeline_id(co_stage_pipeline(pf->sm.run)));
-		char *dir = co_asprintf("%s/work/preflight/%zu-%s", pdir,
+		char *dir = co_asprintf("%s/%zu-%s", pf->work_dir,
 					json_object_size(pf->repos), repo_label(url));
 
 		repo = json_pack("{s:s, s:s}", "sha", res->sha, "dir", dir);
 		json_object_set_new(pf->repos, url, repo);
 		free(dir);
-		free(pdir);
 		if (strcmp(url, co_stage_request_str(pf->sm.run, "fleetRepo")) == 0)
 			co_stage_record(pf->sm.run, "fleetRevision",
 					json_string(res->sha), NULL);
@@ -585,6 +582,15 @@ static void enter_scanning(struct preflight *pf)
 	pf->pending = json_array();
 	pf->blocking = json_array();
 	pf->vars = co_stages_cluster_vars(pf->sm.run);
+	{
+		struct co_pipeline *p = co_stage_pipeline(pf->sm.run);
+		char *pdir = co_pipeline_dir(co_pipeline_state_dir(p), co_pipeline_id(p));
+
+		pf->work_dir = co_asprintf("%s/work/preflight", pdir);
+		free(pdir);
+		/* a checkout left by an earlier attempt may hold files since deleted */
+		co_stages_remove_tree(pf->work_dir);
+	}
 	add_unit(pf, co_stage_request_str(pf->sm.run, "fleetRepo"), pf->cluster_path);
 	pf->unit = 0;
 	pf->scan_step = SCAN_FETCH;
@@ -723,6 +729,9 @@ static void release(struct co_sm *sm)
 	struct preflight *pf = (struct preflight *)sm;
 
 	co_kube_free(pf->kube);
+	if (pf->work_dir)
+		co_stages_remove_tree(pf->work_dir);
+	free(pf->work_dir);
 	free(pf->target_version);
 	free(pf->old_version);
 	free(pf->cluster_path);
