@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "base/buf.h"
+#include "base/fs.h"
 #include "base/log.h"
 #include "clients/prom-targets.h"
 #include "net/http-client.h"
@@ -187,6 +188,37 @@ static int write_targets(struct co_registry *reg, struct co_error *err)
 	return rc;
 }
 
+/*
+ * The local load balancer's cluster list (<state>/haproxy/clusters, read by
+ * scripts/lb-local.sh when it generates HAProxy's configuration): one
+ * "NAME=HOST:PORT@WEIGHT" line per live cluster, the active one at weight 100 and the
+ * others at 0, so a new cluster is in the backend but takes no traffic until a shift
+ * gives it some (invariant I1).
+ */
+static int write_lb_clusters(struct co_registry *reg, struct co_error *err)
+{
+	const json_t *all = co_registry_all(reg), *c;
+	struct co_buf b = CO_BUF_INIT;
+	const char *name;
+	char *path;
+	int rc;
+
+	json_object_foreach((json_t *)all, name, c) {
+		const char *role = json_string_value(json_object_get(c, "role"));
+		char *hp = host_port(json_string_value(json_object_get(c, "ingress")));
+
+		if (hp && !(role && strcmp(role, "retired") == 0))
+			co_buf_printf(&b, "%s=%s@%d\n", name, hp,
+				      role && strcmp(role, "active") == 0 ? 100 : 0);
+		free(hp);
+	}
+	path = co_asprintf("%s/haproxy/clusters", co_registry_state_dir(reg));
+	rc = co_fs_write_atomic(path, co_buf_cstr(&b), b.len, 0644, err);
+	free(path);
+	co_buf_release(&b);
+	return rc;
+}
+
 /* active when no other live (not retired, not failed) cluster shares env/location */
 static const char *initial_role(struct co_registry *reg, const char *name, const char *env,
 				const char *location)
@@ -333,6 +365,10 @@ static int run_create(const char *name, const struct cluster_opts *co)
 		co_error_prefix(&err, "prometheus targets");
 		goto fail;
 	}
+	if (write_lb_clusters(reg, &err) < 0) {
+		co_error_prefix(&err, "load balancer clusters");
+		goto fail;
+	}
 	if (co->json) {
 		print_json(co_registry_get(reg, name));
 	} else {
@@ -399,6 +435,10 @@ static int run_delete(const char *name, const struct cluster_opts *co)
 		goto fail;
 	if (write_targets(reg, &err) < 0) {
 		co_error_prefix(&err, "prometheus targets");
+		goto fail;
+	}
+	if (write_lb_clusters(reg, &err) < 0) {
+		co_error_prefix(&err, "load balancer clusters");
 		goto fail;
 	}
 	if (co->json) {
