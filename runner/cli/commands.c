@@ -12,11 +12,11 @@ const struct co_cli_command co_cli_commands[] = {
 	{ "compare", cmd_compare, "judge a candidate cluster against a baseline from Prometheus" },
 	{ "help", cmd_help, "show help for cutover or one of its commands" },
 	{ "loadtest", cmd_loadtest, "generate HTTP load (hey-compatible flags) and report" },
+	{ "resume", cmd_resume, "continue a stopped or interrupted pipeline" },
 	{ "serve", cmd_serve, "serve webhooks, gates, the load tester, metrics and the API" },
+	{ "status", cmd_status, "show a pipeline's stages, or list pipelines" },
 	{ "traffic", cmd_traffic, "show and shift load-balancer traffic between clusters" },
 	{ "upgrade", cmd_upgrade, "replace a cluster with a new one, blue/green (the pipeline)" },
-	{ "resume", cmd_resume, "continue a stopped or interrupted pipeline" },
-	{ "status", cmd_status, "show a pipeline's stages, or list pipelines" },
 	{ "version", cmd_version, "print the version of cutover" },
 	{ NULL, NULL, NULL },
 };
