@@ -143,7 +143,7 @@ static const char *env_of(const json_t *container, const char *name)
 	size_t i;
 
 	json_array_foreach(env, i, v)
-		if (!strcmp(json_string_value(json_object_get(v, "name")) ?: "", name))
+		if (!strcmp(ks_or(json_string_value(json_object_get(v, "name")), ""), name))
 			return json_string_value(json_object_get(v, "value"));
 	return NULL;
 }
@@ -183,7 +183,7 @@ static struct ks_pod *pod_new(struct deploy *d, const json_t *tmpl)
 	p->hash = co_strdup(d->hash);
 	p->version = image_tag(json_string_value(json_object_get(ct, "image")));
 	p->app = co_strdup(app ? app : d->name);
-	p->container = co_strdup(json_string_value(json_object_get(ct, "name")) ?: "app");
+	p->container = co_strdup(ks_or(json_string_value(json_object_get(ct, "name")), "app"));
 	msg = env_of(ct, "PODINFO_UI_MESSAGE");
 	p->message = msg ? co_strdup(msg) : co_asprintf("greetings from podinfo v%s",
 							  p->version);
@@ -345,8 +345,8 @@ static void on_event(const struct ks_event *ev, void *data)
 {
 	struct ks_controllers *c = data;
 	struct ks_apps *a = c->apps;
-	const char *ns = ks_jstr(ev->obj, "metadata.namespace") ?: "";
-	const char *name = ks_jstr(ev->obj, "metadata.name") ?: "";
+	const char *ns = ks_or(ks_jstr(ev->obj, "metadata.namespace"), "");
+	const char *name = ks_or(ks_jstr(ev->obj, "metadata.name"), "");
 	struct deploy *d = find(a, ns, name);
 
 	if (ev->type == KS_EVENT_DELETED) {

@@ -231,7 +231,7 @@ json_t *ks_cond_get(const json_t *obj, const char *type)
 	size_t i;
 
 	json_array_foreach(conds, i, v)
-		if (!strcmp(json_string_value(json_object_get(v, "type")) ?: "", type))
+		if (!strcmp(ks_or(json_string_value(json_object_get(v, "type")), ""), type))
 			return v;
 	return NULL;
 }
@@ -240,7 +240,7 @@ bool ks_cond_true(const json_t *obj, const char *type)
 {
 	json_t *cd = ks_cond_get(obj, type);
 
-	return cd && !strcmp(json_string_value(json_object_get(cd, "status")) ?: "", "True");
+	return cd && !strcmp(ks_or(json_string_value(json_object_get(cd, "status")), ""), "True");
 }
 
 void ks_cond_set(json_t *status, const char *type, const char *cstatus,
@@ -255,7 +255,7 @@ void ks_cond_set(json_t *status, const char *type, const char *cstatus,
 		json_object_set_new(status, "conditions", conds);
 	}
 	json_array_foreach(conds, i, v)
-		if (!strcmp(json_string_value(json_object_get(v, "type")) ?: "", type))
+		if (!strcmp(ks_or(json_string_value(json_object_get(v, "type")), ""), type))
 			cd = v;
 	ks_now_rfc3339(now, sizeof(now));
 	if (!cd) {
@@ -263,7 +263,7 @@ void ks_cond_set(json_t *status, const char *type, const char *cstatus,
 		json_object_set_new(cd, "type", json_string(type));
 		json_array_append_new(conds, cd);
 	}
-	if (strcmp(json_string_value(json_object_get(cd, "status")) ?: "", cstatus) ||
+	if (strcmp(ks_or(json_string_value(json_object_get(cd, "status")), ""), cstatus) ||
 	    !json_object_get(cd, "lastTransitionTime"))
 		json_object_set_new(cd, "lastTransitionTime", json_string(now));
 	json_object_set_new(cd, "status", json_string(cstatus));
@@ -279,7 +279,7 @@ void ks_cond_remove(json_t *status, const char *type)
 	size_t i;
 
 	json_array_foreach(conds, i, v)
-		if (!strcmp(json_string_value(json_object_get(v, "type")) ?: "", type)) {
+		if (!strcmp(ks_or(json_string_value(json_object_get(v, "type")), ""), type)) {
 			json_array_remove(conds, i);
 			return;
 		}
@@ -357,7 +357,7 @@ int ks_controllers_start(struct ks_controllers **ret, const struct ks_cluster_ct
 	r = co_http_client_new(&c->http, c->loop, err);
 	if (r < 0)
 		goto fail;
-	if ((r = ks_apps_start(c, err)) < 0 || (r = ks_ingress_start(c, err)) < 0 ||
+	if ((r = ks_apps_start(c, err)) < 0 || (r = ks_traffic_start(c, err)) < 0 ||
 	    (r = ks_fsrc_start(c, err)) < 0 || (r = ks_fkust_start(c, err)) < 0 ||
 	    (r = ks_fhelm_start(c, err)) < 0 || (r = ks_flagger_start(c, err)) < 0)
 		goto fail;
@@ -383,7 +383,7 @@ void ks_controllers_stop(struct ks_controllers *c)
 	ks_fhelm_stop(c);
 	ks_fkust_stop(c);
 	ks_fsrc_stop(c);
-	ks_ingress_stop(c);
+	ks_traffic_stop(c);
 	ks_apps_stop(c);
 	if (c->http) {
 		ks_ctl_ref(c);

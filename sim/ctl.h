@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/buf.h"
 #include "base/error.h"
 #include "sim/controllers.h"
 #include "sim/store.h"
@@ -24,7 +25,7 @@
 struct co_http_client;
 struct ks_metrics;
 struct ks_apps;
-struct ks_ingress;
+struct ks_traffic;
 struct ks_fsrc;
 struct ks_fkust;
 struct ks_fhelm;
@@ -46,7 +47,7 @@ struct ks_controllers {
 	struct co_http_client *http;
 	struct ks_metrics *metrics;
 	struct ks_apps *apps;
-	struct ks_ingress *ingress;
+	struct ks_traffic *traffic;
 	struct ks_fsrc *fsrc;
 	struct ks_fkust *fkust;
 	struct ks_fhelm *fhelm;
@@ -63,6 +64,13 @@ int ks_ctl_resolve(struct ks_controllers *c, const char *api_version, const char
 		   struct ks_gvr *ret, struct co_error *err);
 
 /* ---- JSON helpers ---- */
+
+/* a if not NULL, else b */
+static inline const char *ks_or(const char *a, const char *b)
+{
+	return a ? a : b;
+}
+
 
 /* Value at a dotted path ("spec.ref.branch"), borrowed, or NULL. */
 json_t *ks_jget(const json_t *obj, const char *path);
@@ -107,8 +115,8 @@ char *ks_objkey(const char *ns, const char *name);
 
 int ks_apps_start(struct ks_controllers *c, struct co_error *err);
 void ks_apps_stop(struct ks_controllers *c);
-int ks_ingress_start(struct ks_controllers *c, struct co_error *err);
-void ks_ingress_stop(struct ks_controllers *c);
+int ks_traffic_start(struct ks_controllers *c, struct co_error *err);
+void ks_traffic_stop(struct ks_controllers *c);
 int ks_fsrc_start(struct ks_controllers *c, struct co_error *err);
 void ks_fsrc_stop(struct ks_controllers *c);
 int ks_fkust_start(struct ks_controllers *c, struct co_error *err);

@@ -349,7 +349,7 @@ static void op_run_hooks(void *data, enum ks_hook_type type)
 	k->hook_any_ok = false;
 	k->hook_all_ok = true;
 	json_array_foreach(ks_jget(k->obj, "spec.analysis.webhooks"), i, h) {
-		const char *t = json_string_value(json_object_get(h, "type")) ?: "rollout";
+		const char *t = ks_or(json_string_value(json_object_get(h, "type")), "rollout");
 
 		if (!strcmp(t, ks_hook_type_name(type)))
 			json_array_append(k->hooks, h);
@@ -370,7 +370,7 @@ static void op_event(void *data, bool warning, const char *msg)
 
 	co_log_debug("kubesim", "canary '%s/%s': %s", k->ns, k->name, msg);
 	json_array_foreach(ks_jget(k->obj, "spec.analysis.webhooks"), i, h) {
-		const char *t = json_string_value(json_object_get(h, "type")) ?: "";
+		const char *t = ks_or(json_string_value(json_object_get(h, "type")), "");
 		const char *url = json_string_value(json_object_get(h, "url"));
 		json_t *body;
 
@@ -446,7 +446,7 @@ static void load_analysis(struct cnry *k)
 	an.step_weight = (int)ks_jint(a, "stepWeight", 0);
 	an.iterations = (int)ks_jint(a, "iterations", 0);
 	json_array_foreach(json_object_get(a, "metrics"), i, v) {
-		const char *name = json_string_value(json_object_get(v, "name")) ?: "";
+		const char *name = ks_or(json_string_value(json_object_get(v, "name")), "");
 		json_t *tr = json_object_get(v, "thresholdRange");
 
 		if (!strcmp(name, "request-success-rate")) {
@@ -464,7 +464,7 @@ static void load_analysis(struct cnry *k)
 	json_array_foreach(json_object_get(a, "webhooks"), i, v) {
 		enum ks_hook_type t;
 
-		if (ks_hook_type_parse(json_string_value(json_object_get(v, "type")) ?: "rollout",
+		if (ks_hook_type_parse(ks_or(json_string_value(json_object_get(v, "type")), "rollout"),
 				       &t) == 0)
 			an.hooks[t] = true;
 	}
@@ -485,20 +485,20 @@ static void restore(struct cnry *k)
 	k->m.failed_checks = (int)ks_jint(st, "failedChecks", 0);
 	k->m.iterations = (int)ks_jint(st, "iterations", 0);
 	snprintf(k->m.last_applied, sizeof(k->m.last_applied), "%s",
-		 ks_jstr(st, "lastAppliedSpec") ?: "");
+		 ks_or(ks_jstr(st, "lastAppliedSpec"), ""));
 	snprintf(k->m.last_promoted, sizeof(k->m.last_promoted), "%s",
-		 ks_jstr(st, "lastPromotedSpec") ?: "");
+		 ks_or(ks_jstr(st, "lastPromotedSpec"), ""));
 	if ((s = ks_jstr(st, "lastTransitionTime")))
 		co_time_parse_rfc3339(s, &k->m.last_transition_ms);
 	json_t *cd = ks_cond_get(k->obj, "Promoted");
 
 	if (cd) {
 		snprintf(k->m.cond_status, sizeof(k->m.cond_status), "%s",
-			 json_string_value(json_object_get(cd, "status")) ?: "Unknown");
+			 ks_or(json_string_value(json_object_get(cd, "status")), "Unknown"));
 		snprintf(k->m.cond_reason, sizeof(k->m.cond_reason), "%s",
-			 json_string_value(json_object_get(cd, "reason")) ?: "");
+			 ks_or(json_string_value(json_object_get(cd, "reason")), ""));
 		snprintf(k->m.cond_message, sizeof(k->m.cond_message), "%s",
-			 json_string_value(json_object_get(cd, "message")) ?: "");
+			 ks_or(json_string_value(json_object_get(cd, "message")), ""));
 	}
 	k->m.primary_created = p != KS_CANARY_INITIALIZING;
 	k->m.confirmed = p != KS_CANARY_WAITING;
@@ -552,8 +552,8 @@ static void on_event(const struct ks_event *ev, void *data)
 {
 	struct ks_controllers *c = data;
 	struct ks_flagger *f = c->flagger;
-	const char *ns = ks_jstr(ev->obj, "metadata.namespace") ?: "";
-	const char *name = ks_jstr(ev->obj, "metadata.name") ?: "";
+	const char *ns = ks_or(ks_jstr(ev->obj, "metadata.namespace"), "");
+	const char *name = ks_or(ks_jstr(ev->obj, "metadata.name"), "");
 	size_t idx = 0;
 	struct cnry *k = find(f, ns, name, &idx);
 	int64_t old_interval;
@@ -576,7 +576,7 @@ static void on_event(const struct ks_event *ev, void *data)
 		k->ns = co_strdup(ns);
 		k->name = co_strdup(name);
 		k->target = co_strdup(target);
-		k->svc = co_strdup(ks_jstr(ev->obj, "spec.service.name") ?: target);
+		k->svc = co_strdup(ks_or(ks_jstr(ev->obj, "spec.service.name"), target));
 		k->obj = json_incref(ev->obj);
 		uv_timer_init(c->loop, &k->timer);
 		k->timer.data = k;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/log.h"
 #include "sim/ctl.h"
 
@@ -43,13 +44,13 @@ static void on_event(const struct ks_event *ev, void *data)
 	if (release) {
 		snprintf(msg, sizeof(msg),
 			 "simulated by kubesim: chart '%s' accepted, nothing rendered or installed",
-			 ks_jstr(ev->obj, "spec.chart.spec.chart") ?: "");
+			 ks_or(ks_jstr(ev->obj, "spec.chart.spec.chart"), ""));
 		ks_cond_set(st, "Ready", "True", "InstallSucceeded", msg, gen);
 		ks_cond_set(st, "Released", "True", "InstallSucceeded", msg, gen);
 	} else {
 		snprintf(msg, sizeof(msg),
 			 "simulated by kubesim: repository '%s' accepted, no index fetched",
-			 ks_jstr(ev->obj, "spec.url") ?: "");
+			 ks_or(ks_jstr(ev->obj, "spec.url"), ""));
 		ks_cond_set(st, "Ready", "True", "Succeeded", msg, gen);
 	}
 	if (ks_ctl_write_status(c, &key, st, release ? "helm-controller" : "source-controller",

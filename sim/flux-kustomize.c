@@ -503,8 +503,8 @@ static void apply_all(struct kust *k, json_t *docs)
 			if (keep || !id || ks_inventory_parse(id, p) < 0)
 				continue;
 			apiv = *p[2] ? co_asprintf("%s/%s", p[2],
-						   json_string_value(json_object_get(e, "v")) ?: "v1") :
-				       co_strdup(json_string_value(json_object_get(e, "v")) ?: "v1");
+						   ks_or(json_string_value(json_object_get(e, "v")), "v1")) :
+				       co_strdup(ks_or(json_string_value(json_object_get(e, "v")), "v1"));
 			if (ks_ctl_resolve(c, apiv, p[3], &g, NULL) == 0) {
 				struct ks_key key = {g.group, g.resource, p[0], p[1]};
 
@@ -571,8 +571,8 @@ static int vars_from(struct kust *k, json_t *vars, struct co_error *err)
 	json_t *v;
 
 	json_array_foreach(ks_jget(k->obj, "spec.postBuild.substituteFrom"), i, ref) {
-		const char *kind = json_string_value(json_object_get(ref, "kind")) ?: "";
-		const char *name = json_string_value(json_object_get(ref, "name")) ?: "";
+		const char *kind = ks_or(json_string_value(json_object_get(ref, "kind")), "");
+		const char *name = ks_or(json_string_value(json_object_get(ref, "name")), "");
 		bool optional = json_is_true(json_object_get(ref, "optional"));
 		bool secret = !strcmp(kind, "Secret");
 		struct ks_key okey = {"", secret ? "secrets" : "configmaps", k->ns, name};
@@ -674,8 +674,8 @@ static void post_build(struct kust *k, json_t *docs)
 		    ks_flux_subst(&text, co_buf_cstr(&y), vars, false, &err) < 0 ||
 		    co_yaml_load_one(&nd, text, strlen(text), NULL, &err) < 0) {
 			fail(k, "BuildFailed", "%s/%s var substitution failed: %s",
-			     json_string_value(json_object_get(d, "kind")) ?: "",
-			     ks_jstr(d, "metadata.name") ?: "", err.msg);
+			     ks_or(json_string_value(json_object_get(d, "kind")), ""),
+			     ks_or(ks_jstr(d, "metadata.name"), ""), err.msg);
 			co_buf_release(&y);
 			free(text);
 			json_decref(out);
@@ -885,8 +885,8 @@ static void fetched(struct co_git_result *res, void *data)
 
 static bool dep_ready(struct kust *k, const json_t *dep, char *msg, size_t n)
 {
-	const char *name = json_string_value(json_object_get(dep, "name")) ?: "";
-	const char *ns = json_string_value(json_object_get(dep, "namespace")) ?: k->ns;
+	const char *name = ks_or(json_string_value(json_object_get(dep, "name")), "");
+	const char *ns = ks_or(json_string_value(json_object_get(dep, "namespace")), k->ns);
 	struct ks_key key = {"kustomize.toolkit.fluxcd.io", "kustomizations", ns, name};
 	json_t *obj = NULL;
 	bool ok;
@@ -908,9 +908,9 @@ static void reconcile(struct kust *k)
 {
 	struct ks_controllers *c = k->c;
 	struct co_error err = CO_ERROR_INIT;
-	const char *skind = ks_jstr(k->obj, "spec.sourceRef.kind") ?: "GitRepository";
-	const char *sname = ks_jstr(k->obj, "spec.sourceRef.name") ?: "";
-	const char *sns = ks_jstr(k->obj, "spec.sourceRef.namespace") ?: k->ns;
+	const char *skind = ks_or(ks_jstr(k->obj, "spec.sourceRef.kind"), "GitRepository");
+	const char *sname = ks_or(ks_jstr(k->obj, "spec.sourceRef.name"), "");
+	const char *sns = ks_or(ks_jstr(k->obj, "spec.sourceRef.namespace"), k->ns);
 	struct ks_key skey = {"source.toolkit.fluxcd.io", "gitrepositories", sns, sname};
 	json_t *src = NULL, *dep;
 	const char *rev, *sha;
@@ -964,7 +964,7 @@ static void reconcile(struct kust *k)
 	}
 	k->revision = co_strdup(rev);
 	k->sha = co_strdup(sha + 5);
-	k->url = co_strdup(ks_jstr(src, "spec.url") ?: "");
+	k->url = co_strdup(ks_or(ks_jstr(src, "spec.url"), ""));
 	json_decref(src);
 	k->cache = co_asprintf("%s/flux/kustomizations/%s/%s.git", c->state_dir, k->ns,
 			       k->name);
@@ -1000,8 +1000,8 @@ void ks_fkust_source_changed(struct ks_controllers *c, const char *ns, const cha
 
 	for (size_t i = 0; s && i < s->n; i++) {
 		struct kust *k = s->items[i];
-		const char *sns = ks_jstr(k->obj, "spec.sourceRef.namespace") ?: k->ns;
-		const char *sname = ks_jstr(k->obj, "spec.sourceRef.name") ?: "";
+		const char *sns = ks_or(ks_jstr(k->obj, "spec.sourceRef.namespace"), k->ns);
+		const char *sname = ks_or(ks_jstr(k->obj, "spec.sourceRef.name"), "");
 
 		if (!strcmp(sns, ns) && !strcmp(sname, name))
 			reconcile(k);
@@ -1012,8 +1012,8 @@ static void on_event(const struct ks_event *ev, void *data)
 {
 	struct ks_controllers *c = data;
 	struct ks_fkust *s = c->fkust;
-	const char *ns = ks_jstr(ev->obj, "metadata.namespace") ?: "";
-	const char *name = ks_jstr(ev->obj, "metadata.name") ?: "";
+	const char *ns = ks_or(ks_jstr(ev->obj, "metadata.namespace"), "");
+	const char *name = ks_or(ks_jstr(ev->obj, "metadata.name"), "");
 	size_t idx = 0;
 	struct kust *k = find(s, ns, name, &idx);
 	const char *req;
@@ -1061,10 +1061,9 @@ static void on_event(const struct ks_event *ev, void *data)
 			if (!o->waiting_deps || o->state != K_IDLE)
 				continue;
 			json_array_foreach(ks_jget(o->obj, "spec.dependsOn"), j, dep) {
-				const char *dn = json_string_value(json_object_get(dep, "name")) ?: "";
-				const char *dns = json_string_value(json_object_get(dep,
-										    "namespace"))
-							  ?: o->ns;
+				const char *dn = ks_or(json_string_value(json_object_get(dep, "name")), "");
+				const char *dns = ks_or(json_string_value(json_object_get(dep,
+										    "namespace")), o->ns);
 
 				if (!strcmp(dn, name) && !strcmp(dns, ns)) {
 					reconcile(o);

@@ -168,7 +168,7 @@ static void fetched(struct co_git_result *res, void *data)
 	art = json_pack("{s:s, s:s, s:s, s:s, s:s}", "path", "", "url", "", "revision", rev,
 			"digest", digest, "lastUpdateTime",
 			changed ? ks_now_rfc3339(now, sizeof(now)) :
-				  (ks_jstr(r->obj, "status.artifact.lastUpdateTime") ?: ""));
+				  (ks_or(ks_jstr(r->obj, "status.artifact.lastUpdateTime"), "")));
 	char *path = co_asprintf("gitrepository/%s/%s/%s.tar.gz", r->ns, r->name, res->sha);
 	char *url = co_asprintf("http://source-controller.flux-system.svc.cluster.local./%s",
 				path);
@@ -270,8 +270,8 @@ static void on_event(const struct ks_event *ev, void *data)
 {
 	struct ks_controllers *c = data;
 	struct ks_fsrc *s = c->fsrc;
-	const char *ns = ks_jstr(ev->obj, "metadata.namespace") ?: "";
-	const char *name = ks_jstr(ev->obj, "metadata.name") ?: "";
+	const char *ns = ks_or(ks_jstr(ev->obj, "metadata.namespace"), "");
+	const char *name = ks_or(ks_jstr(ev->obj, "metadata.name"), "");
 	size_t idx = 0;
 	struct repo *r = find(s, ns, name, &idx);
 	const char *req;

@@ -9,6 +9,7 @@
  */
 #include "clients/git.h"
 #include "base/buf.h"
+#include "base/fs.h"
 
 #include <errno.h>
 #include <git2.h>
@@ -80,34 +81,13 @@ static void init_callbacks(git_remote_callbacks *cbs, struct work *w)
 	cbs->payload = w;
 }
 
-static int mkdir_p(const char *dir)
-{
-	char *copy = co_strdup(dir);
-	int rc = 0;
-
-	for (char *p = copy + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(copy, 0755) < 0 && errno != EEXIST)
-			rc = -errno;
-		*p = '/';
-		if (rc)
-			break;
-	}
-	if (!rc && mkdir(copy, 0755) < 0 && errno != EEXIST)
-		rc = -errno;
-	free(copy);
-	return rc;
-}
-
 static int open_cache(git_repository **ret, struct work *w)
 {
 	struct co_git_result *res = &w->res;
 
 	if (git_repository_open_bare(ret, w->cache_dir) == 0)
 		return 0;
-	if (mkdir_p(w->cache_dir) < 0)
+	if (co_fs_mkdir_p(w->cache_dir, 0755) < 0)
 		return co_error_set(&res->err, -errno, "git cache '%s': %s", w->cache_dir,
 				    strerror(errno));
 	if (git_repository_init(ret, w->cache_dir, 1) < 0)
@@ -360,7 +340,7 @@ static int do_checkout(struct work *w)
 	rc = open_cache(&repo, w);
 	if (rc == 0)
 		rc = tree_at(repo, w, w->ref, NULL, &tree);
-	if (rc == 0 && mkdir_p(w->path) < 0)
+	if (rc == 0 && co_fs_mkdir_p(w->path, 0755) < 0)
 		rc = co_error_set(&w->res.err, -errno, "git checkout: create '%s': %s",
 				  w->path, strerror(errno));
 	if (rc == 0) {
@@ -451,6 +431,62 @@ static int push_update_cb(const char *refname, const char *status, void *data)
 	return 0;
 }
 
+/*
+ * Local remotes (a path or file://): libgit2's local transport moves the remote ref
+ * without checking its old value, so two writers can overwrite each other. Do what
+ * git's receive-pack does instead: copy the new objects into the remote, then move
+ * the branch with a compare-and-swap under the ref's lock file.
+ */
+static const char *local_remote_path(const char *url)
+{
+	if (strncmp(url, "file://", 7) == 0)
+		return url + 7;
+	if (strstr(url, "://") || strchr(url, '@'))
+		return NULL;
+	return url;
+}
+
+static int push_local(git_repository *repo, struct work *w, const char *path,
+		      const char *ref, const git_oid *commit, const git_oid *parent,
+		      int *ret_retry)
+{
+	git_repository *remote = NULL;
+	git_packbuilder *pb = NULL;
+	git_revwalk *walk = NULL;
+	git_reference *out = NULL;
+	char *pack_dir = NULL;
+	int rc = 0, e;
+
+	if (git_repository_open_bare(&remote, path) < 0)
+		return git_fail(&w->res, "open remote", w->url);
+	pack_dir = co_asprintf("%s/objects/pack", git_repository_path(remote));
+	if (git_packbuilder_new(&pb, repo) < 0 || git_revwalk_new(&walk, repo) < 0 ||
+	    git_revwalk_push(walk, commit) < 0 ||
+	    (parent && git_revwalk_hide(walk, parent) < 0) ||
+	    git_packbuilder_insert_walk(pb, walk) < 0 ||
+	    git_packbuilder_write(pb, pack_dir, 0, NULL, NULL) < 0) {
+		rc = git_fail(&w->res, "push objects", w->url);
+		goto out;
+	}
+	e = parent ? git_reference_create_matching(&out, remote, ref, commit, 1, parent,
+						   "cutover: push")
+		   : git_reference_create(&out, remote, ref, commit, 0, "cutover: push");
+	if (e == GIT_EMODIFIED || e == GIT_EEXISTS || e == GIT_ELOCKED) {
+		*ret_retry = 1;
+		rc = co_error_set(&w->res.err, -EAGAIN, "git push '%s' to '%s': the remote "
+				  "branch moved", w->branch, w->url);
+	} else if (e < 0) {
+		rc = git_fail(&w->res, "push", w->url);
+	}
+out:
+	git_reference_free(out);
+	git_revwalk_free(walk);
+	git_packbuilder_free(pb);
+	git_repository_free(remote);
+	free(pack_dir);
+	return rc;
+}
+
 static int commit_once(git_repository *repo, struct work *w, int *ret_retry)
 {
 	char *ref = co_asprintf("refs/heads/%s", w->branch);
@@ -489,6 +525,16 @@ static int commit_once(git_repository *repo, struct work *w, int *ret_retry)
 	if (git_commit_create(&commit_oid, repo, NULL, sig, sig, "UTF-8", w->message, tree,
 			      parent ? 1 : 0, (const git_commit **)&parent) < 0) {
 		rc = git_fail(&w->res, "commit", w->branch);
+		goto out;
+	}
+	if (local_remote_path(w->url)) {
+		w->res.push_attempts++;
+		rc = push_local(repo, w, local_remote_path(w->url), ref, &commit_oid,
+				parent ? git_commit_id(parent) : NULL, ret_retry);
+		if (rc == 0) {
+			set_sha(&w->res, &commit_oid);
+			w->res.changed = 1;
+		}
 		goto out;
 	}
 	/* A local ref to push from; the next fetch resets it to the remote's view. */

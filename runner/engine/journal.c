@@ -4,16 +4,19 @@
  */
 #include "engine/journal.h"
 #include "base/buf.h"
+#include "base/fs.h"
 #include "base/time.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+struct co_journal;
+static int parse_lines(struct co_journal *j, int truncate_torn, struct co_error *err);
 
 struct co_journal {
 	char *path;
@@ -21,30 +24,6 @@ struct co_journal {
 	json_t *entries;
 	size_t dropped;
 };
-
-static int mkdir_parents(const char *path, struct co_error *err)
-{
-	char *copy = co_strdup(path);
-	char *dir = dirname(copy);
-	int rc = 0;
-
-	for (char *p = dir + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-			rc = -errno;
-		*p = '/';
-		if (rc)
-			break;
-	}
-	if (!rc && mkdir(dir, 0700) < 0 && errno != EEXIST)
-		rc = -errno;
-	if (rc)
-		co_error_set(err, rc, "create directory '%s': %s", dir, strerror(-rc));
-	free(copy);
-	return rc;
-}
 
 static int read_all(int fd, struct co_buf *out)
 {
@@ -57,6 +36,11 @@ static int read_all(int fd, struct co_buf *out)
 }
 
 static int replay(struct co_journal *j, struct co_error *err)
+{
+	return parse_lines(j, 1, err);
+}
+
+static int parse_lines(struct co_journal *j, int truncate_torn, struct co_error *err)
 {
 	struct co_buf data = CO_BUF_INIT;
 	size_t start = 0, lineno = 0, good_end = 0;
@@ -94,7 +78,7 @@ static int replay(struct co_journal *j, struct co_error *err)
 		start += len + 1;
 		good_end = start;
 	}
-	if (j->dropped && ftruncate(j->fd, (off_t)good_end) < 0) {
+	if (j->dropped && truncate_torn && ftruncate(j->fd, (off_t)good_end) < 0) {
 		rc = co_error_set(err, -errno, "journal '%s': truncate torn line: %s",
 				  j->path, strerror(errno));
 		goto out;
@@ -110,9 +94,10 @@ int co_journal_open(struct co_journal **ret_journal, const char *path,
 	struct co_journal *j;
 	int rc;
 
-	rc = mkdir_parents(path, err);
+	rc = co_fs_mkdir_parent(path, 0700);
 	if (rc < 0)
-		return rc;
+		return co_error_set(err, rc, "journal '%s': create directory: %s", path,
+				    strerror(-rc));
 	j = co_calloc(1, sizeof(*j));
 	j->path = co_strdup(path);
 	j->entries = json_array();
@@ -130,6 +115,27 @@ int co_journal_open(struct co_journal **ret_journal, const char *path,
 fail:
 	co_journal_free(j);
 	return rc;
+}
+
+int co_journal_read(json_t **ret_entries, const char *path, struct co_error *err)
+{
+	struct co_journal j = { .path = (char *)path, .entries = json_array() };
+	int rc;
+
+	j.fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (j.fd < 0) {
+		rc = co_error_set(err, -errno, "journal '%s': %s", path, strerror(errno));
+		json_decref(j.entries);
+		return rc;
+	}
+	rc = parse_lines(&j, 0, err);
+	close(j.fd);
+	if (rc < 0) {
+		json_decref(j.entries);
+		return rc;
+	}
+	*ret_entries = j.entries;
+	return 0;
 }
 
 const json_t *co_journal_entries(const struct co_journal *j)

@@ -31,6 +31,13 @@ struct co_journal;
 int co_journal_open(struct co_journal **ret_journal, const char *path,
 		    struct co_error *err);
 
+/*
+ * Read a journal without opening it for writing (for `cutover status` while a runner
+ * is appending): a torn last line is ignored, never truncated. *ret_entries is a new
+ * array. -ENOENT when there is no journal.
+ */
+int co_journal_read(json_t **ret_entries, const char *path, struct co_error *err);
+
 /* All entries, oldest first, including those appended since opening. Borrowed until
  * co_journal_free(). */
 const json_t *co_journal_entries(const struct co_journal *j);

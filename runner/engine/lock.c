@@ -5,11 +5,11 @@
  */
 #include "engine/lock.h"
 #include "base/buf.h"
+#include "base/fs.h"
 #include "base/time.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,15 +25,13 @@ struct co_lock {
 int co_lock_acquire(struct co_lock **ret_lock, const char *path, struct co_error *err)
 {
 	struct co_lock *lock;
-	char *copy = co_strdup(path);
 	char host[256] = "";
 	char since[32];
 	char holder[512];
 	ssize_t n;
 	int fd;
 
-	mkdir(dirname(copy), 0700);
-	free(copy);
+	co_fs_mkdir_parent(path, 0700);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return co_error_set(err, -errno, "pipeline lock '%s': open: %s", path,
