@@ -9,6 +9,8 @@
 
 const struct co_cli_command co_cli_commands[] = {
 	{ "help", cmd_help, "show help for cutover or one of its commands" },
+	{ "traffic", cmd_traffic, "show and shift load-balancer traffic between clusters" },
+	{ "loadtest", cmd_loadtest, "generate HTTP load (hey-compatible flags) and report" },
 	{ "version", cmd_version, "print the version of cutover" },
 	{ NULL, NULL, NULL },
 };
