@@ -65,6 +65,12 @@ int ks_ctl_resolve(struct ks_controllers *c, const char *api_version, const char
 
 /* ---- JSON helpers ---- */
 
+/* A copy of s, or NULL for NULL. */
+static inline char *ks_strdup0(const char *s)
+{
+	return s ? co_strdup(s) : NULL;
+}
+
 /* a if not NULL, else b */
 static inline const char *ks_or(const char *a, const char *b)
 {

@@ -73,6 +73,12 @@ struct kust {
 	uint64_t health_start;
 };
 
+/* reconcile.fluxcd.io/requestedAt (the key has dots, so no ks_jget path) */
+static const char *requested_at(const json_t *obj)
+{
+	return json_string_value(json_object_get(ks_jget(obj, "metadata.annotations"), REQ_AT));
+}
+
 struct ks_fkust {
 	struct ks_watch *watch;
 	struct kust **items;
@@ -161,7 +167,7 @@ static void arm(struct kust *k, bool failed)
 static json_t *base_status(struct kust *k)
 {
 	json_t *st = json_deep_copy(json_object_get(k->obj, "status"));
-	const char *req = ks_jstr(k->obj, "metadata.annotations." REQ_AT);
+	const char *req = requested_at(k->obj);
 
 	if (!json_is_object(st)) {
 		json_decref(st);
@@ -1040,11 +1046,11 @@ static void on_event(const struct ks_event *ev, void *data)
 			s->items = co_realloc(s->items, s->cap * sizeof(*s->items));
 		}
 		s->items[s->n++] = k;
-		k->handled_at = co_strdup(ks_jstr(ev->obj, "status.lastHandledReconcileAt"));
+		k->handled_at = ks_strdup0(ks_jstr(ev->obj, "status.lastHandledReconcileAt"));
 	}
 	json_decref(k->obj);
 	k->obj = json_incref(ev->obj);
-	req = ks_jstr(k->obj, "metadata.annotations." REQ_AT);
+	req = requested_at(k->obj);
 	gen = ks_jint(k->obj, "metadata.generation", 1);
 	if (!k->seen || gen != k->gen_started ||
 	    (req && (!k->handled_at || strcmp(req, k->handled_at)))) {

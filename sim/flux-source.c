@@ -39,6 +39,12 @@ struct repo {
 	char *ref_label;      /* "main" / "v1" for the revision */
 };
 
+/* reconcile.fluxcd.io/requestedAt (the key has dots, so no ks_jget path) */
+static const char *requested_at(const json_t *obj)
+{
+	return json_string_value(json_object_get(ks_jget(obj, "metadata.annotations"), REQ_AT));
+}
+
 struct ks_fsrc {
 	struct ks_watch *watch;
 	struct repo **items;
@@ -90,7 +96,7 @@ static void arm(struct repo *r)
 static json_t *base_status(struct repo *r)
 {
 	json_t *st = json_deep_copy(json_object_get(r->obj, "status"));
-	const char *req = ks_jstr(r->obj, "metadata.annotations." REQ_AT);
+	const char *req = requested_at(r->obj);
 
 	if (!json_is_object(st)) {
 		json_decref(st);
@@ -298,11 +304,11 @@ static void on_event(const struct ks_event *ev, void *data)
 			s->items = co_realloc(s->items, s->cap * sizeof(*s->items));
 		}
 		s->items[s->n++] = r;
-		r->handled_at = co_strdup(ks_jstr(ev->obj, "status.lastHandledReconcileAt"));
+		r->handled_at = ks_strdup0(ks_jstr(ev->obj, "status.lastHandledReconcileAt"));
 	}
 	json_decref(r->obj);
 	r->obj = json_incref(ev->obj);
-	req = ks_jstr(r->obj, "metadata.annotations." REQ_AT);
+	req = requested_at(r->obj);
 	gen = ks_jint(r->obj, "metadata.generation", 1);
 	if (!r->seen || gen != r->gen_started ||
 	    (req && (!r->handled_at || strcmp(req, r->handled_at)))) {
