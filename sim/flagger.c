@@ -278,8 +278,13 @@ static json_t *payload(struct cnry *k, const json_t *hook, const char *extra_msg
 		json_object_set_new(md, "eventMessage", json_string(extra_msg));
 		json_object_set_new(md, "eventType", json_string("Normal"));
 	}
+	/* post-rollout runs once the outcome is known: Flagger reports it as the phase */
+	const char *phase = ks_canary_phase_name(k->m.phase);
+
+	if (k->hook_type == KS_HOOK_POST_ROLLOUT && !extra_msg)
+		phase = k->m.phase == KS_CANARY_FAILED ? "Failed" : "Succeeded";
 	p = json_pack("{s:s, s:s, s:s, s:s, s:o}", "name", k->name, "namespace", k->ns,
-		      "phase", ks_canary_phase_name(k->m.phase), "checksum",
+		      "phase", phase, "checksum",
 		      k->m.last_applied[0] ? k->m.last_applied : k->m.checksum, "metadata", md);
 	return p;
 }
