@@ -68,7 +68,7 @@ spec:
     port: 80
     targetPort: 9898
   analysis:
-    interval: 10s
+    interval: 20s
     threshold: 2
     maxWeight: 30
     stepWeight: 10
@@ -109,6 +109,15 @@ phase() { field c1 $CAPI "o.get('status', {}).get('phase')"; }
 wait_phase() { # phase seconds
 	for _ in $(seq $(($2 * 20))); do
 		[ "$(phase)" = "$1" ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+spec() { field c1 $CAPI "o.get('status', {}).get('lastAppliedSpec')"; }
+# wait until the analysis has started for a new pod template (lastAppliedSpec moved)
+wait_new_revision() { # previous lastAppliedSpec
+	for _ in $(seq 200); do
+		[ "$(spec)" != "$1" ] && return 0
 		sleep 0.05
 	done
 	return 1
@@ -191,8 +200,9 @@ echo "$m" | grep -q '^flagger_canary_status{name="podinfo",namespace="test"} 1$'
 
 # ---- a bad release: half the requests fail ----
 : >"$T/wh.log"
+prev=$(spec)
 deploy 6.5.2 0.5 || die "release 6.5.2"
-wait_phase Progressing 5 || fail "bad release not progressing: $(phase)"
+wait_new_revision "$prev" || fail "bad release not detected"
 wait_phase Failed 20 && ok "bad release Failed" ||
 	fail "bad release: $(phase) $(field c1 $CAPI "o['status']")"
 st=$(field c1 $CAPI "'%s %s' % (o['status']['canaryWeight'], o['status']['failedChecks'])")
@@ -219,8 +229,9 @@ echo "$(curl -s "http://127.0.0.1:$ING/metrics")" | grep -q '^flagger_canary_sta
 # ---- a rollout webhook answering 500 fails the checks ----
 : >"$T/wh.log"
 canary rollout/500 || die "canary with failing hook"
+prev=$(spec)
 deploy 6.5.3 || die "release 6.5.3"
-wait_phase Progressing 5 || fail "6.5.3 not progressing: $(phase)"
+wait_new_revision "$prev" || fail "6.5.3 not detected"
 wait_phase Failed 20 && ok "failing rollout webhook: Failed" ||
 	fail "failing webhook: $(phase) $(field c1 $CAPI "o['status']")"
 n=$(grep -c '"path": "/rollout/500"' "$T/wh.log")
