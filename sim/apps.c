@@ -27,16 +27,16 @@
 #include "sim/ctl.h"
 #include "sim/metrics.h"
 
-#define START_DELAY_MS 2000  /* unscaled pod start delay */
-#define MAX_DELAY_S 60       /* cap for /delay/{s} */
-#define WINDOW_MAX 100000    /* latency samples kept per analysis window */
+#define START_DELAY_MS 2000   /* unscaled pod start delay */
+#define MAX_DELAY_S    60     /* cap for /delay/{s} */
+#define WINDOW_MAX     100000 /* latency samples kept per analysis window */
 
 struct deploy;
 
 struct ks_pod {
 	int refs;
 	char *ns, *deploy, *name, *hash, *version, *app, *container, *message;
-	uint64_t ready_at;          /* loop time (ms) the pod becomes ready */
+	uint64_t ready_at; /* loop time (ms) the pod becomes ready */
 	bool ready;
 	double error_rate;
 	int64_t latency_ms;
@@ -44,7 +44,7 @@ struct ks_pod {
 	double memory_mb;
 	uint64_t requests;
 	uint64_t inflight;
-	int64_t started_ms;         /* loop time */
+	int64_t started_ms; /* loop time */
 };
 
 struct deploy {
@@ -133,7 +133,8 @@ static char *image_tag(const char *image)
 	colon = strrchr(image, ':');
 	slash = strrchr(image, '/');
 	if (colon && (!slash || colon > slash) && (!at || colon < at))
-		return at ? co_strndup(colon + 1, (size_t)(at - colon - 1)) : co_strdup(colon + 1);
+		return at ? co_strndup(colon + 1, (size_t)(at - colon - 1))
+			  : co_strdup(colon + 1);
 	return co_strdup("latest");
 }
 
@@ -142,9 +143,11 @@ static const char *env_of(const json_t *container, const char *name)
 	json_t *env = json_object_get(container, "env"), *v;
 	size_t i;
 
-	json_array_foreach(env, i, v)
-		if (!strcmp(ks_or(json_string_value(json_object_get(v, "name")), ""), name))
-			return json_string_value(json_object_get(v, "value"));
+	json_array_foreach(
+		env, i,
+		v) if (!strcmp(ks_or(json_string_value(json_object_get(v, "name")), ""),
+			       name)) return json_string_value(json_object_get(v,
+									       "value"));
 	return NULL;
 }
 
@@ -183,10 +186,11 @@ static struct ks_pod *pod_new(struct deploy *d, const json_t *tmpl)
 	p->hash = co_strdup(d->hash);
 	p->version = image_tag(json_string_value(json_object_get(ct, "image")));
 	p->app = co_strdup(app ? app : d->name);
-	p->container = co_strdup(ks_or(json_string_value(json_object_get(ct, "name")), "app"));
+	p->container =
+		co_strdup(ks_or(json_string_value(json_object_get(ct, "name")), "app"));
 	msg = env_of(ct, "PODINFO_UI_MESSAGE");
-	p->message = msg ? co_strdup(msg) : co_asprintf("greetings from podinfo v%s",
-							  p->version);
+	p->message = msg ? co_strdup(msg)
+			 : co_asprintf("greetings from podinfo v%s", p->version);
 	p->error_rate = env_num(ct, "FAULT_ERROR_RATE", 0);
 	p->latency_ms = (int64_t)env_num(ct, "FAULT_LATENCY_MS", 0);
 	p->cpu_cost_ms = env_num(ct, "CPU_COST_MS", 0);
@@ -205,8 +209,8 @@ static void remove_pod(struct deploy *d, size_t i)
 
 static void timer_cb(uv_timer_t *t);
 
-static void write_status(struct deploy *d, int64_t replicas, size_t updated,
-			 size_t ready, bool complete)
+static void write_status(struct deploy *d, int64_t replicas, size_t updated, size_t ready,
+			 bool complete)
 {
 	json_t *status = json_deep_copy(json_object_get(d->obj, "status"));
 	struct co_error err = CO_ERROR_INIT;
@@ -235,15 +239,18 @@ static void write_status(struct deploy *d, int64_t replicas, size_t updated,
 		ks_cond_set(status, "Available", "False", "MinimumReplicasUnavailable",
 			    "Deployment does not have minimum availability.", 0);
 	if (complete) {
-		snprintf(msg, sizeof(msg), "ReplicaSet \"%s-%s\" has successfully progressed.",
-			 d->name, d->hash);
-		ks_cond_set(status, "Progressing", "True", "NewReplicaSetAvailable", msg, 0);
-	} else {
-		snprintf(msg, sizeof(msg), "ReplicaSet \"%s-%s\" is progressing.", d->name,
+		snprintf(msg, sizeof(msg),
+			 "ReplicaSet \"%s-%s\" has successfully progressed.", d->name,
 			 d->hash);
+		ks_cond_set(status, "Progressing", "True", "NewReplicaSetAvailable", msg,
+			    0);
+	} else {
+		snprintf(msg, sizeof(msg), "ReplicaSet \"%s-%s\" is progressing.",
+			 d->name, d->hash);
 		ks_cond_set(status, "Progressing", "True", "ReplicaSetUpdated", msg, 0);
 	}
-	if (ks_ctl_write_status(d->c, &key, status, "k3s", &err) < 0 && err.code != -ENOENT)
+	if (ks_ctl_write_status(d->c, &key, status, "k3s", &err) < 0 &&
+	    err.code != -ENOENT)
 		co_log_debug("kubesim", "deployment '%s/%s' status: %s", d->ns, d->name,
 			     err.msg);
 	json_decref(status);
@@ -441,8 +448,8 @@ void ks_apps_set_split(struct ks_controllers *c, const char *ns, const char *svc
 	}
 	if (i == a->n_splits) {
 		a->splits = co_realloc(a->splits, (a->n_splits + 1) * sizeof(*a->splits));
-		a->splits[i] = (struct split){co_strdup(ns), co_strdup(svc), co_strdup(primary),
-					      co_strdup(canary), 0};
+		a->splits[i] = (struct split){co_strdup(ns), co_strdup(svc),
+					      co_strdup(primary), co_strdup(canary), 0};
 		a->n_splits++;
 	}
 	a->splits[i].weight = weight;
@@ -472,7 +479,8 @@ static bool labels_match(const json_t *selector, const json_t *labels)
 
 	if (!json_is_object(selector) || json_object_size(selector) == 0)
 		return false;
-	json_object_foreach((json_t *)selector, k, v) {
+	json_object_foreach((json_t *)selector, k, v)
+	{
 		const char *have = json_string_value(json_object_get(labels, k));
 
 		if (!have || !json_is_string(v) || strcmp(have, json_string_value(v)))
@@ -586,10 +594,10 @@ size_t ks_apps_pods(struct ks_controllers *c, struct ks_metrics_pod **ret)
 			v[k].ns = co_strdup(p->ns);
 			v[k].pod = co_strdup(p->name);
 			v[k].container = co_strdup(p->container);
-			v[k].cpu_seconds = ks_cost_cpu_seconds(up, p->requests, p->cpu_cost_ms,
-							       c->overhead);
-			v[k].memory_bytes = ks_cost_memory_bytes(p->memory_mb, p->inflight,
-								 c->overhead);
+			v[k].cpu_seconds = ks_cost_cpu_seconds(
+				up, p->requests, p->cpu_cost_ms, c->overhead);
+			v[k].memory_bytes = ks_cost_memory_bytes(
+				p->memory_mb, p->inflight, c->overhead);
 			k++;
 		}
 	*ret = v;
@@ -608,7 +616,8 @@ void ks_apps_pods_free(struct ks_metrics_pod *pods, size_t n)
 
 /* ---- serving ---- */
 
-static void record(struct ks_controllers *c, struct ks_pod *p, int code, uint64_t start_ns)
+static void record(struct ks_controllers *c, struct ks_pod *p, int code,
+		   uint64_t start_ns)
 {
 	double secs = (double)(co_time_mono_ns() - start_ns) / 1e9;
 	struct deploy *d = c->apps ? find(c->apps, p->ns, p->deploy) : NULL;
@@ -684,8 +693,8 @@ void ks_pod_serve(struct ks_controllers *c, struct ks_pod *p, struct co_http_req
 	p->requests++;
 	if (!strcmp(path, "/") || !strcmp(path, "/api/info")) {
 		body = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "hostname", p->name,
-				 "version", p->version, "revision", p->hash, "color", "#34577c",
-				 "message", p->message, "runtime", "kubesim");
+				 "version", p->version, "revision", p->hash, "color",
+				 "#34577c", "message", p->message, "runtime", "kubesim");
 	} else if (probe) {
 		body = json_pack("{s:s}", "status", "OK");
 	} else if (!strcmp(path, "/version")) {

@@ -43,15 +43,15 @@ static const char *const hook_names[KS_HOOK_NTYPES] = {
 enum {
 	S_IDLE,
 	S_START,
-	S_ROLLBACK,     /* rollback hooks answered */
-	S_CONFIRM,      /* confirm-rollout answered */
-	S_READY,        /* gate open: check readiness */
-	S_PRE,          /* pre-rollout answered */
+	S_ROLLBACK,	/* rollback hooks answered */
+	S_CONFIRM,	/* confirm-rollout answered */
+	S_READY,	/* gate open: check readiness */
+	S_PRE,		/* pre-rollout answered */
 	S_ROLLOUT_CALL, /* call rollout hooks */
-	S_ROLLOUT,      /* rollout hooks answered: analyse and advance */
-	S_PROMO,        /* confirm-promotion answered */
+	S_ROLLOUT,	/* rollout hooks answered: analyse and advance */
+	S_PROMO,	/* confirm-promotion answered */
 	S_POST_SUCCESS, /* post-rollout answered after promotion */
-	S_POST_FAIL,    /* post-rollout answered after rollback */
+	S_POST_FAIL,	/* post-rollout answered after rollback */
 };
 
 const char *ks_canary_phase_name(enum ks_canary_phase p)
@@ -182,7 +182,8 @@ static void initialize(struct ks_canary *cn)
 		cn->primary_created = true;
 	}
 	if (!cn->ops->primary_ready(cn->data)) {
-		cond(cn, "Unknown", "Initializing", "Waiting for the primary to be ready");
+		cond(cn, "Unknown", "Initializing",
+		     "Waiting for the primary to be ready");
 		return;
 	}
 	cn->ops->scale_target(cn->data, false);
@@ -205,9 +206,11 @@ static void start_analysis(struct ks_canary *cn, bool restart)
 	set_weight(cn, 0);
 	cn->ops->take_sample(cn->data, &(struct ks_canary_sample){0});
 	set_phase(cn, KS_CANARY_PROGRESSING);
-	cond(cn, "Unknown", "Progressing", "New revision detected, progressing canary analysis.");
-	event(cn, false, restart ? "New revision detected! Restarting analysis" :
-				   "New revision detected! Scaling up");
+	cond(cn, "Unknown", "Progressing",
+	     "New revision detected, progressing canary analysis.");
+	event(cn, false,
+	      restart ? "New revision detected! Restarting analysis"
+		      : "New revision detected! Scaling up");
 	if (!cn->an.hooks[KS_HOOK_CONFIRM_ROLLOUT]) {
 		cn->confirmed = true;
 		cn->ops->scale_target(cn->data, true);
@@ -228,7 +231,8 @@ static void rollback(struct ks_canary *cn, const char *why)
 static bool analyse(struct ks_canary *cn)
 {
 	struct ks_canary_sample s = {0};
-	bool live = cn->canary_weight > 0 || (cn->an.step_weight <= 0 && cn->iterations > 0);
+	bool live =
+		cn->canary_weight > 0 || (cn->an.step_weight <= 0 && cn->iterations > 0);
 
 	cn->ops->take_sample(cn->data, &s);
 	if (!live || (!cn->an.success_rate && !cn->an.duration))
@@ -239,7 +243,8 @@ static bool analyse(struct ks_canary *cn)
 		return false;
 	}
 	if (cn->an.success_rate) {
-		double rate = 100.0 * (double)(s.requests - s.errors) / (double)s.requests;
+		double rate =
+			100.0 * (double)(s.requests - s.errors) / (double)s.requests;
 
 		if (rate < cn->an.success_min) {
 			event(cn, true,
@@ -249,8 +254,8 @@ static bool analyse(struct ks_canary *cn)
 		}
 	}
 	if (cn->an.duration && s.p99_ms > cn->an.duration_max_ms) {
-		event(cn, true, "Halt advancement request-duration %.0fms > %gms", s.p99_ms,
-		      cn->an.duration_max_ms);
+		event(cn, true, "Halt advancement request-duration %.0fms > %gms",
+		      s.p99_ms, cn->an.duration_max_ms);
 		return false;
 	}
 	return true;
@@ -268,8 +273,8 @@ static void run(struct ks_canary *cn)
 			cn->in_tick = false;
 			return;
 		case S_START:
-			if (ops->target_checksum(cn->data, cn->checksum, sizeof(cn->checksum)) <
-			    0) {
+			if (ops->target_checksum(cn->data, cn->checksum,
+						 sizeof(cn->checksum)) < 0) {
 				cond(cn, cn->cond_status, cn->cond_reason,
 				     "Target deployment not found");
 				goto done;
@@ -289,11 +294,13 @@ static void run(struct ks_canary *cn)
 					goto done;
 				set_weight(cn, 0);
 				set_phase(cn, KS_CANARY_FINALISING);
-				cond(cn, "Unknown", "Finalising", "Routing all traffic to primary.");
+				cond(cn, "Unknown", "Finalising",
+				     "Routing all traffic to primary.");
 				goto done;
 			case KS_CANARY_FINALISING:
 				ops->scale_target(cn->data, false);
-				if (!call_hooks(cn, KS_HOOK_POST_ROLLOUT, S_POST_SUCCESS, true))
+				if (!call_hooks(cn, KS_HOOK_POST_ROLLOUT, S_POST_SUCCESS,
+						true))
 					goto wait;
 				continue;
 			default:
@@ -310,9 +317,11 @@ static void run(struct ks_canary *cn)
 			if (cn->hooks_ok) {
 				rollback(cn, "Rolling back: manual webhook invoked");
 			} else if (cn->failed_checks >= cn->an.threshold) {
-				rollback(cn, "Rolling back: failed checks threshold reached");
+				rollback(cn,
+					 "Rolling back: failed checks threshold reached");
 			} else if (!cn->confirmed) {
-				if (!call_hooks(cn, KS_HOOK_CONFIRM_ROLLOUT, S_CONFIRM, true))
+				if (!call_hooks(cn, KS_HOOK_CONFIRM_ROLLOUT, S_CONFIRM,
+						true))
 					goto wait;
 				continue;
 			} else {
@@ -342,7 +351,8 @@ static void run(struct ks_canary *cn)
 				goto done;
 			}
 			if (cn->phase == KS_CANARY_WAITING_PROMOTION) {
-				if (!call_hooks(cn, KS_HOOK_CONFIRM_PROMOTION, S_PROMO, true))
+				if (!call_hooks(cn, KS_HOOK_CONFIRM_PROMOTION, S_PROMO,
+						true))
 					goto wait;
 				continue;
 			}
@@ -356,7 +366,8 @@ static void run(struct ks_canary *cn)
 		case S_PRE:
 			if (!cn->hooks_ok) {
 				cn->failed_checks++;
-				event(cn, true, "Halt advancement pre-rollout check failed");
+				event(cn, true,
+				      "Halt advancement pre-rollout check failed");
 				goto done;
 			}
 			cn->pre_done = true;
@@ -380,15 +391,19 @@ static void run(struct ks_canary *cn)
 				if (cn->canary_weight < cn->an.max_weight) {
 					int w = cn->canary_weight + cn->an.step_weight;
 
-					set_weight(cn, w > cn->an.max_weight ? cn->an.max_weight : w);
+					set_weight(cn, w > cn->an.max_weight
+							       ? cn->an.max_weight
+							       : w);
 					cond(cn, "Unknown", "Progressing",
-					     "Advance canary weight %d", cn->canary_weight);
+					     "Advance canary weight %d",
+					     cn->canary_weight);
 					goto done;
 				}
 			} else if (cn->iterations < cn->an.iterations) {
 				cn->iterations++;
-				cond(cn, "Unknown", "Progressing", "Advance canary iteration %d/%d",
-				     cn->iterations, cn->an.iterations);
+				cond(cn, "Unknown", "Progressing",
+				     "Advance canary iteration %d/%d", cn->iterations,
+				     cn->an.iterations);
 				goto done;
 			}
 			if (!call_hooks(cn, KS_HOOK_CONFIRM_PROMOTION, S_PROMO, true))
@@ -407,15 +422,19 @@ static void run(struct ks_canary *cn)
 				goto done;
 			}
 			set_phase(cn, KS_CANARY_PROMOTING);
-			cond(cn, "Unknown", "Promoting", "Copying canary template spec to primary.");
+			cond(cn, "Unknown", "Promoting",
+			     "Copying canary template spec to primary.");
 			event(cn, false, "Copying canary template spec to primary");
 			goto done;
 		case S_POST_SUCCESS:
-			snprintf(cn->last_promoted, sizeof(cn->last_promoted), "%s", cn->checksum);
-			cn->last_duration_ms = ops->now_ms(cn->data) - cn->analysis_start_ms;
+			snprintf(cn->last_promoted, sizeof(cn->last_promoted), "%s",
+				 cn->checksum);
+			cn->last_duration_ms =
+				ops->now_ms(cn->data) - cn->analysis_start_ms;
 			set_phase(cn, KS_CANARY_SUCCEEDED);
 			cond(cn, "True", "Succeeded",
-			     "Canary analysis completed successfully, promotion finished.");
+			     "Canary analysis completed successfully, promotion "
+			     "finished.");
 			event(cn, false, "Promotion completed!");
 			goto done;
 		case S_POST_FAIL:

@@ -22,15 +22,15 @@
 #include <stdint.h>
 
 enum ks_canary_phase {
-	KS_CANARY_INITIALIZING,      /* creating the primary from the target */
-	KS_CANARY_INITIALIZED,       /* primary serves, target scaled to zero */
-	KS_CANARY_WAITING,           /* confirm-rollout gate closed */
-	KS_CANARY_PROGRESSING,       /* analysis running */
+	KS_CANARY_INITIALIZING,	     /* creating the primary from the target */
+	KS_CANARY_INITIALIZED,	     /* primary serves, target scaled to zero */
+	KS_CANARY_WAITING,	     /* confirm-rollout gate closed */
+	KS_CANARY_PROGRESSING,	     /* analysis running */
 	KS_CANARY_WAITING_PROMOTION, /* confirm-promotion gate closed */
-	KS_CANARY_PROMOTING,         /* primary rolling out the canary's template */
-	KS_CANARY_FINALISING,        /* traffic back to primary, canary scaling down */
-	KS_CANARY_SUCCEEDED,         /* promoted */
-	KS_CANARY_FAILED,            /* rolled back */
+	KS_CANARY_PROMOTING,	     /* primary rolling out the canary's template */
+	KS_CANARY_FINALISING,	     /* traffic back to primary, canary scaling down */
+	KS_CANARY_SUCCEEDED,	     /* promoted */
+	KS_CANARY_FAILED,	     /* rolled back */
 	KS_CANARY_NPHASES,
 };
 const char *ks_canary_phase_name(enum ks_canary_phase p);
@@ -51,28 +51,28 @@ const char *ks_hook_type_name(enum ks_hook_type t);
 int ks_hook_type_parse(const char *s, enum ks_hook_type *ret);
 
 struct ks_canary_analysis {
-	int64_t interval_ms;    /* unscaled, informational; the binding ticks */
-	int threshold;          /* failed checks before rollback (default 5) */
-	int max_weight;         /* canary mode: weight cap (default 50) */
-	int step_weight;        /* canary mode step; 0 with iterations > 0 = blue/green */
-	int iterations;         /* blue/green iterations */
-	bool success_rate;      /* request-success-rate configured */
-	double success_min;     /* thresholdRange.min, percent */
-	bool duration;          /* request-duration configured */
+	int64_t interval_ms;	/* unscaled, informational; the binding ticks */
+	int threshold;		/* failed checks before rollback (default 5) */
+	int max_weight;		/* canary mode: weight cap (default 50) */
+	int step_weight;	/* canary mode step; 0 with iterations > 0 = blue/green */
+	int iterations;		/* blue/green iterations */
+	bool success_rate;	/* request-success-rate configured */
+	double success_min;	/* thresholdRange.min, percent */
+	bool duration;		/* request-duration configured */
 	double duration_max_ms; /* thresholdRange.max, milliseconds */
 	bool hooks[KS_HOOK_NTYPES]; /* which webhook types are configured */
 };
 
 struct ks_canary_sample {
 	uint64_t requests;
-	uint64_t errors;        /* 5xx */
+	uint64_t errors; /* 5xx */
 	double p99_ms;
 };
 
 struct ks_canary;
 
 struct ks_canary_ops {
-	int64_t (*now_ms)(void *data);                  /* wall clock */
+	int64_t (*now_ms)(void *data); /* wall clock */
 	/* Pod-template checksum of the target into buf; -ENOENT if it is missing. */
 	int (*target_checksum)(void *data, char *buf, size_t n);
 	bool (*target_ready)(void *data);
@@ -99,12 +99,12 @@ struct ks_canary {
 	int canary_weight;
 	int failed_checks;
 	int iterations;
-	char last_applied[64];   /* checksum the analysis started for */
-	char last_promoted[64];  /* checksum the primary runs */
+	char last_applied[64];	/* checksum the analysis started for */
+	char last_promoted[64]; /* checksum the primary runs */
 	int64_t last_transition_ms;
 	int64_t analysis_start_ms;
 	int64_t last_duration_ms;
-	char cond_status[8];     /* Promoted: "True", "False", "Unknown" */
+	char cond_status[8]; /* Promoted: "True", "False", "Unknown" */
 	char cond_reason[32];
 	char cond_message[256];
 	int64_t cond_transition_ms;

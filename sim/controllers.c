@@ -81,7 +81,8 @@ static const struct kind_row kinds[] = {
 	 false},
 	{"CustomResourceDefinition", "apiextensions.k8s.io", "v1",
 	 "customresourcedefinitions", false},
-	{"HorizontalPodAutoscaler", "autoscaling", "v1,v2", "horizontalpodautoscalers", true},
+	{"HorizontalPodAutoscaler", "autoscaling", "v1,v2", "horizontalpodautoscalers",
+	 true},
 	{"PodDisruptionBudget", "policy", "v1", "poddisruptionbudgets", true},
 	{"Job", "batch", "v1", "jobs", true},
 	{"CronJob", "batch", "v1", "cronjobs", true},
@@ -91,7 +92,8 @@ static const struct kind_row kinds[] = {
 	 "helmrepositories", true},
 	{"Kustomization", "kustomize.toolkit.fluxcd.io", "v1,v1beta2,v1beta1",
 	 "kustomizations", true},
-	{"HelmRelease", "helm.toolkit.fluxcd.io", "v2,v2beta2,v2beta1", "helmreleases", true},
+	{"HelmRelease", "helm.toolkit.fluxcd.io", "v2,v2beta2,v2beta1", "helmreleases",
+	 true},
 	{"Canary", "flagger.app", "v1beta1", "canaries", true},
 	{"MetricTemplate", "flagger.app", "v1beta1", "metrictemplates", true},
 	{"AlertProvider", "flagger.app", "v1beta1", "alertproviders", true},
@@ -123,7 +125,8 @@ int ks_builtin_resolve(void *data, const char *api_version, const char *kind,
 	if (!api_version || !*api_version || !kind || !*kind)
 		return co_error_set(err, -EINVAL, "object has no apiVersion or kind");
 	if (slash)
-		snprintf(group, sizeof(group), "%.*s", (int)(slash - api_version), api_version);
+		snprintf(group, sizeof(group), "%.*s", (int)(slash - api_version),
+			 api_version);
 	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		if (strcmp(kinds[i].kind, kind) || strcmp(kinds[i].group, group))
 			continue;
@@ -138,8 +141,9 @@ int ks_builtin_resolve(void *data, const char *api_version, const char *kind,
 	}
 	if (i < sizeof(kinds) / sizeof(kinds[0]) || !*group || !strchr(group, '.') ||
 	    !strcmp(group, "extensions") || strstr(group, ".k8s.io"))
-		return co_error_set(err, -ENOENT, "no matches for kind \"%s\" in version \"%s\"",
-				    kind, api_version);
+		return co_error_set(err, -ENOENT,
+				    "no matches for kind \"%s\" in version \"%s\"", kind,
+				    api_version);
 	/* a custom resource: lowercase plural, namespaced */
 	memset(ret, 0, sizeof(*ret));
 	snprintf(ret->group, sizeof(ret->group), "%s", group);
@@ -230,9 +234,10 @@ json_t *ks_cond_get(const json_t *obj, const char *type)
 	json_t *conds = ks_jget(obj, "status.conditions"), *v;
 	size_t i;
 
-	json_array_foreach(conds, i, v)
-		if (!strcmp(ks_or(json_string_value(json_object_get(v, "type")), ""), type))
-			return v;
+	json_array_foreach(
+		conds, i,
+		v) if (!strcmp(ks_or(json_string_value(json_object_get(v, "type")), ""),
+			       type)) return v;
 	return NULL;
 }
 
@@ -240,7 +245,8 @@ bool ks_cond_true(const json_t *obj, const char *type)
 {
 	json_t *cd = ks_cond_get(obj, type);
 
-	return cd && !strcmp(ks_or(json_string_value(json_object_get(cd, "status")), ""), "True");
+	return cd && !strcmp(ks_or(json_string_value(json_object_get(cd, "status")), ""),
+			     "True");
 }
 
 void ks_cond_set(json_t *status, const char *type, const char *cstatus,
@@ -254,16 +260,18 @@ void ks_cond_set(json_t *status, const char *type, const char *cstatus,
 		conds = json_array();
 		json_object_set_new(status, "conditions", conds);
 	}
-	json_array_foreach(conds, i, v)
-		if (!strcmp(ks_or(json_string_value(json_object_get(v, "type")), ""), type))
-			cd = v;
+	json_array_foreach(
+		conds, i,
+		v) if (!strcmp(ks_or(json_string_value(json_object_get(v, "type")), ""),
+			       type)) cd = v;
 	ks_now_rfc3339(now, sizeof(now));
 	if (!cd) {
 		cd = json_object();
 		json_object_set_new(cd, "type", json_string(type));
 		json_array_append_new(conds, cd);
 	}
-	if (strcmp(ks_or(json_string_value(json_object_get(cd, "status")), ""), cstatus) ||
+	if (strcmp(ks_or(json_string_value(json_object_get(cd, "status")), ""),
+		   cstatus) ||
 	    !json_object_get(cd, "lastTransitionTime"))
 		json_object_set_new(cd, "lastTransitionTime", json_string(now));
 	json_object_set_new(cd, "status", json_string(cstatus));
@@ -278,11 +286,14 @@ void ks_cond_remove(json_t *status, const char *type)
 	json_t *conds = json_object_get(status, "conditions"), *v;
 	size_t i;
 
-	json_array_foreach(conds, i, v)
-		if (!strcmp(ks_or(json_string_value(json_object_get(v, "type")), ""), type)) {
-			json_array_remove(conds, i);
-			return;
-		}
+	json_array_foreach(
+		conds, i,
+		v) if (!strcmp(ks_or(json_string_value(json_object_get(v, "type")), ""),
+			       type))
+	{
+		json_array_remove(conds, i);
+		return;
+	}
 }
 
 int ks_ctl_write_status(struct ks_controllers *c, const struct ks_key *key,
@@ -338,7 +349,8 @@ int ks_controllers_start(struct ks_controllers **ret, const struct ks_cluster_ct
 	int r;
 
 	if (!ctx || !ctx->loop || !ctx->store || !ctx->state_dir)
-		return co_error_set(err, -EINVAL, "controllers need a loop, store and state dir");
+		return co_error_set(err, -EINVAL,
+				    "controllers need a loop, store and state dir");
 	c = co_calloc(1, sizeof(*c));
 	c->refs = 1;
 	c->loop = ctx->loop;

@@ -47,17 +47,17 @@ typedef int (*ks_resolve_fn)(void *data, const char *api_version, const char *ki
 
 struct ks_cluster_ctx {
 	uv_loop_t *loop;
-	struct ks_store *store;            /* borrowed; outlives the controllers */
-	const char *name;                  /* cluster name */
-	const char *state_dir;             /* per-cluster dir (git caches, checkouts) */
-	const char *version;               /* "v1.27.1+k3s1" */
-	struct co_http_server *ingress;    /* borrowed; the controllers install the
-					    * fallback handler and GET /metrics */
-	double time_scale;                 /* <= 0: co_time_scale() */
-	ks_resolve_fn resolve;             /* NULL: a built-in table of common kinds */
+	struct ks_store *store;		/* borrowed; outlives the controllers */
+	const char *name;		/* cluster name */
+	const char *state_dir;		/* per-cluster dir (git caches, checkouts) */
+	const char *version;		/* "v1.27.1+k3s1" */
+	struct co_http_server *ingress; /* borrowed; the controllers install the
+					 * fallback handler and GET /metrics */
+	double time_scale;		/* <= 0: co_time_scale() */
+	ks_resolve_fn resolve;		/* NULL: a built-in table of common kinds */
 	void *resolve_data;
-	const char *kubectl;               /* NULL: "kubectl" from PATH */
-	double version_overhead;           /* <= 0: 1.0, see set_version_overhead */
+	const char *kubectl;	 /* NULL: "kubectl" from PATH */
+	double version_overhead; /* <= 0: 1.0, see set_version_overhead */
 };
 
 /*

@@ -77,7 +77,6 @@ static inline const char *ks_or(const char *a, const char *b)
 	return a ? a : b;
 }
 
-
 /* Value at a dotted path ("spec.ref.branch"), borrowed, or NULL. */
 json_t *ks_jget(const json_t *obj, const char *path);
 /* String at path or NULL. */
@@ -160,7 +159,8 @@ bool ks_apps_ready(struct ks_controllers *c, const char *ns, const char *name);
 /* Requests, 5xx and p99 (ms) served by the pods of Deployment (ns, name) since the
  * previous call; resets the window. */
 void ks_apps_take_window(struct ks_controllers *c, const char *ns, const char *name,
-			 uint64_t *ret_requests, uint64_t *ret_errors, double *ret_p99_ms);
+			 uint64_t *ret_requests, uint64_t *ret_errors,
+			 double *ret_p99_ms);
 
 /* Fill metrics pod series; returns a new array (caller frees with
  * ks_apps_pods_free). */

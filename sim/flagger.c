@@ -24,9 +24,9 @@
 #include "sim/ctl.h"
 #include "sim/metrics.h"
 
-#define MANAGER "flagger"
+#define MANAGER		    "flagger"
 #define DEFAULT_INTERVAL_MS 60000
-#define HOOK_TIMEOUT_MS 10000
+#define HOOK_TIMEOUT_MS	    10000
 
 struct cnry {
 	struct ks_controllers *c;
@@ -39,7 +39,7 @@ struct cnry {
 	struct ks_canary m;
 	/* webhook round */
 	enum ks_hook_type hook_type;
-	json_t *hooks;         /* webhooks of the round */
+	json_t *hooks; /* webhooks of the round */
 	size_t hook_idx;
 	bool hook_any_ok, hook_all_ok;
 	struct co_http_call *call;
@@ -163,7 +163,8 @@ static int apply(struct cnry *k, const char *group, const char *resource, json_t
 {
 	struct ks_key key = {group, resource, k->ns, ks_jstr(obj, "metadata.name")};
 	struct co_error err = CO_ERROR_INIT;
-	int r = ks_store_apply(k->c->store, &key, obj, MANAGER, true, 0, NULL, NULL, &err);
+	int r = ks_store_apply(k->c->store, &key, obj, MANAGER, true, 0, NULL, NULL,
+			       &err);
 
 	if (r < 0 && msg)
 		snprintf(msg, n, "%s", err.msg);
@@ -192,25 +193,28 @@ static int write_primary(struct cnry *k, bool create_services, char *msg, size_t
 	r = apply(k, "apps", "deployments", obj, msg, n);
 	if (r == 0 && create_services) {
 		const char *names[3] = {k->svc, NULL, NULL};
-		char *sp = co_asprintf("%s-primary", k->svc), *sc = co_asprintf("%s-canary", k->svc);
+		char *sp = co_asprintf("%s-primary", k->svc),
+		     *sc = co_asprintf("%s-canary", k->svc);
 
 		names[1] = sp;
 		names[2] = sc;
 		for (int i = 0; i < 3 && r == 0; i++) {
 			const char *sel = i == 2 ? k->target : p;
 
-			obj = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:{s:s}, s:[{s:s, s:I, "
-					"s:I, s:s}]}}", "apiVersion", "v1", "kind", "Service",
-					"metadata", "name", names[i], "namespace", k->ns, "spec",
-					"selector", lk, sel, "ports", "name", "http", "port",
-					(json_int_t)port, "targetPort", (json_int_t)tport,
-					"protocol", "TCP");
+			obj = json_pack(
+				"{s:s, s:s, s:{s:s, s:s}, s:{s:{s:s}, s:[{s:s, s:I, "
+				"s:I, s:s}]}}",
+				"apiVersion", "v1", "kind", "Service", "metadata", "name",
+				names[i], "namespace", k->ns, "spec", "selector", lk, sel,
+				"ports", "name", "http", "port", (json_int_t)port,
+				"targetPort", (json_int_t)tport, "protocol", "TCP");
 			r = apply(k, "", "services", obj, msg, n);
 		}
 		free(sp);
 		free(sc);
 		if (r == 0)
-			ks_apps_set_split(k->c, k->ns, k->svc, p, k->target, k->m.canary_weight);
+			ks_apps_set_split(k->c, k->ns, k->svc, p, k->target,
+					  k->m.canary_weight);
 	}
 	json_decref(t);
 	free(p);
@@ -245,7 +249,8 @@ static void op_scale_target(void *data, bool up)
 	}
 	free(p);
 	patch = json_pack("{s:{s:I}}", "spec", "replicas", (json_int_t)replicas);
-	ks_store_patch(k->c->store, &key, patch, KS_PATCH_MERGE, false, MANAGER, 0, NULL, NULL);
+	ks_store_patch(k->c->store, &key, patch, KS_PATCH_MERGE, false, MANAGER, 0, NULL,
+		       NULL);
 	json_decref(patch);
 }
 
@@ -285,7 +290,8 @@ static json_t *payload(struct cnry *k, const json_t *hook, const char *extra_msg
 		phase = k->m.phase == KS_CANARY_FAILED ? "Failed" : "Succeeded";
 	p = json_pack("{s:s, s:s, s:s, s:s, s:o}", "name", k->name, "namespace", k->ns,
 		      "phase", phase, "checksum",
-		      k->m.last_applied[0] ? k->m.last_applied : k->m.checksum, "metadata", md);
+		      k->m.last_applied[0] ? k->m.last_applied : k->m.checksum,
+		      "metadata", md);
 	return p;
 }
 
@@ -327,8 +333,9 @@ static void next_hook(struct cnry *k)
 		struct co_http_req_opts base = {.timeout_ms = (uint64_t)timeout};
 
 		k->refs++;
-		r = url ? co_http_request_json(k->c->http, &k->call, "POST", url, body, &base,
-					       hook_done, k, &err) : -EINVAL;
+		r = url ? co_http_request_json(k->c->http, &k->call, "POST", url, body,
+					       &base, hook_done, k, &err)
+			: -EINVAL;
 		json_decref(body);
 		if (r == 0)
 			return;
@@ -338,8 +345,8 @@ static void next_hook(struct cnry *k)
 	}
 	json_decref(k->hooks);
 	k->hooks = NULL;
-	ks_canary_hooks_done(&k->m, k->hook_type == KS_HOOK_ROLLBACK ? k->hook_any_ok :
-								      k->hook_all_ok);
+	ks_canary_hooks_done(&k->m, k->hook_type == KS_HOOK_ROLLBACK ? k->hook_any_ok
+								     : k->hook_all_ok);
 }
 
 static void op_run_hooks(void *data, enum ks_hook_type type)
@@ -353,8 +360,10 @@ static void op_run_hooks(void *data, enum ks_hook_type type)
 	k->hook_idx = 0;
 	k->hook_any_ok = false;
 	k->hook_all_ok = true;
-	json_array_foreach(ks_jget(k->obj, "spec.analysis.webhooks"), i, h) {
-		const char *t = ks_or(json_string_value(json_object_get(h, "type")), "rollout");
+	json_array_foreach(ks_jget(k->obj, "spec.analysis.webhooks"), i, h)
+	{
+		const char *t =
+			ks_or(json_string_value(json_object_get(h, "type")), "rollout");
 
 		if (!strcmp(t, ks_hook_type_name(type)))
 			json_array_append(k->hooks, h);
@@ -374,7 +383,8 @@ static void op_event(void *data, bool warning, const char *msg)
 	size_t i;
 
 	co_log_debug("kubesim", "canary '%s/%s': %s", k->ns, k->name, msg);
-	json_array_foreach(ks_jget(k->obj, "spec.analysis.webhooks"), i, h) {
+	json_array_foreach(ks_jget(k->obj, "spec.analysis.webhooks"), i, h)
+	{
 		const char *t = ks_or(json_string_value(json_object_get(h, "type")), "");
 		const char *url = json_string_value(json_object_get(h, "url"));
 		json_t *body;
@@ -385,8 +395,8 @@ static void op_event(void *data, bool warning, const char *msg)
 		struct co_http_req_opts base = {.timeout_ms = HOOK_TIMEOUT_MS};
 
 		k->refs++;
-		if (co_http_request_json(k->c->http, NULL, "POST", url, body, &base, event_done,
-					 k, NULL) < 0)
+		if (co_http_request_json(k->c->http, NULL, "POST", url, body, &base,
+					 event_done, k, NULL) < 0)
 			k->refs--;
 		json_decref(body);
 	}
@@ -403,19 +413,21 @@ static void op_status(void *data)
 	co_time_rfc3339(k->m.last_transition_ms, tt, sizeof(tt));
 	co_time_rfc3339(k->m.cond_transition_ms, ct, sizeof(ct));
 	ks_now_rfc3339(now, sizeof(now));
-	st = json_pack("{s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:{}, s:[{s:s, s:s, s:s, s:s, "
-		       "s:s, s:s}]}",
-		       "phase", ks_canary_phase_name(k->m.phase), "canaryWeight",
-		       k->m.canary_weight, "failedChecks", k->m.failed_checks, "iterations",
-		       k->m.iterations, "lastAppliedSpec", k->m.last_applied,
-		       "lastPromotedSpec", k->m.last_promoted, "lastTransitionTime", tt,
-		       "trackedConfigs", "conditions", "type", "Promoted", "status",
-		       k->m.cond_status, "reason", k->m.cond_reason, "message",
-		       k->m.cond_message, "lastUpdateTime", now, "lastTransitionTime", ct);
+	st = json_pack(
+		"{s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:{}, s:[{s:s, s:s, s:s, s:s, "
+		"s:s, s:s}]}",
+		"phase", ks_canary_phase_name(k->m.phase), "canaryWeight",
+		k->m.canary_weight, "failedChecks", k->m.failed_checks, "iterations",
+		k->m.iterations, "lastAppliedSpec", k->m.last_applied, "lastPromotedSpec",
+		k->m.last_promoted, "lastTransitionTime", tt, "trackedConfigs",
+		"conditions", "type", "Promoted", "status", k->m.cond_status, "reason",
+		k->m.cond_reason, "message", k->m.cond_message, "lastUpdateTime", now,
+		"lastTransitionTime", ct);
 	json_object_set_new(st, "observedGeneration",
 			    json_integer(ks_jint(k->obj, "metadata.generation", 1)));
 	if (ks_ctl_write_status(k->c, &key, st, MANAGER, &err) < 0)
-		co_log_debug("kubesim", "canary '%s/%s' status: %s", k->ns, k->name, err.msg);
+		co_log_debug("kubesim", "canary '%s/%s' status: %s", k->ns, k->name,
+			     err.msg);
 	json_decref(st);
 }
 
@@ -450,8 +462,10 @@ static void load_analysis(struct cnry *k)
 	an.max_weight = (int)ks_jint(a, "maxWeight", 0);
 	an.step_weight = (int)ks_jint(a, "stepWeight", 0);
 	an.iterations = (int)ks_jint(a, "iterations", 0);
-	json_array_foreach(json_object_get(a, "metrics"), i, v) {
-		const char *name = ks_or(json_string_value(json_object_get(v, "name")), "");
+	json_array_foreach(json_object_get(a, "metrics"), i, v)
+	{
+		const char *name =
+			ks_or(json_string_value(json_object_get(v, "name")), "");
 		json_t *tr = json_object_get(v, "thresholdRange");
 
 		if (!strcmp(name, "request-success-rate")) {
@@ -461,16 +475,20 @@ static void load_analysis(struct cnry *k)
 				an.success_min = 99;
 		} else if (!strcmp(name, "request-duration")) {
 			an.duration = true;
-			an.duration_max_ms = json_number_value(json_object_get(tr, "max"));
+			an.duration_max_ms =
+				json_number_value(json_object_get(tr, "max"));
 			if (!json_object_get(tr, "max"))
 				an.duration_max_ms = 500;
 		}
 	}
-	json_array_foreach(json_object_get(a, "webhooks"), i, v) {
+	json_array_foreach(json_object_get(a, "webhooks"), i, v)
+	{
 		enum ks_hook_type t;
 
-		if (ks_hook_type_parse(ks_or(json_string_value(json_object_get(v, "type")), "rollout"),
-				       &t) == 0)
+		if (ks_hook_type_parse(
+			    ks_or(json_string_value(json_object_get(v, "type")),
+				  "rollout"),
+			    &t) == 0)
 			an.hooks[t] = true;
 	}
 	ks_canary_analysis_defaults(&an);
@@ -499,7 +517,8 @@ static void restore(struct cnry *k)
 
 	if (cd) {
 		snprintf(k->m.cond_status, sizeof(k->m.cond_status), "%s",
-			 ks_or(json_string_value(json_object_get(cd, "status")), "Unknown"));
+			 ks_or(json_string_value(json_object_get(cd, "status")),
+			       "Unknown"));
 		snprintf(k->m.cond_reason, sizeof(k->m.cond_reason), "%s",
 			 ks_or(json_string_value(json_object_get(cd, "reason")), ""));
 		snprintf(k->m.cond_message, sizeof(k->m.cond_message), "%s",
@@ -512,7 +531,8 @@ static void restore(struct cnry *k)
 	if (k->m.primary_created) {
 		char *prim = primary_name(k);
 
-		ks_apps_set_split(k->c, k->ns, k->svc, prim, k->target, k->m.canary_weight);
+		ks_apps_set_split(k->c, k->ns, k->svc, prim, k->target,
+				  k->m.canary_weight);
 		free(prim);
 	}
 }

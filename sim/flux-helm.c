@@ -24,7 +24,8 @@ static void on_event(const struct ks_event *ev, void *data)
 	struct ks_controllers *c = data;
 	struct co_error err = CO_ERROR_INIT;
 	bool release = !strcmp(ev->resource, "helmreleases");
-	struct ks_key key = {ev->group, ev->resource, ks_jstr(ev->obj, "metadata.namespace"),
+	struct ks_key key = {ev->group, ev->resource,
+			     ks_jstr(ev->obj, "metadata.namespace"),
 			     ks_jstr(ev->obj, "metadata.name")};
 	int64_t gen = ks_jint(ev->obj, "metadata.generation", 1);
 	json_t *st;
@@ -43,17 +44,20 @@ static void on_event(const struct ks_event *ev, void *data)
 	json_object_set_new(st, "observedGeneration", json_integer(gen));
 	if (release) {
 		snprintf(msg, sizeof(msg),
-			 "simulated by kubesim: chart '%s' accepted, nothing rendered or installed",
+			 "simulated by kubesim: chart '%s' accepted, nothing rendered or "
+			 "installed",
 			 ks_or(ks_jstr(ev->obj, "spec.chart.spec.chart"), ""));
 		ks_cond_set(st, "Ready", "True", "InstallSucceeded", msg, gen);
 		ks_cond_set(st, "Released", "True", "InstallSucceeded", msg, gen);
 	} else {
 		snprintf(msg, sizeof(msg),
-			 "simulated by kubesim: repository '%s' accepted, no index fetched",
+			 "simulated by kubesim: repository '%s' accepted, no index "
+			 "fetched",
 			 ks_or(ks_jstr(ev->obj, "spec.url"), ""));
 		ks_cond_set(st, "Ready", "True", "Succeeded", msg, gen);
 	}
-	if (ks_ctl_write_status(c, &key, st, release ? "helm-controller" : "source-controller",
+	if (ks_ctl_write_status(c, &key, st,
+				release ? "helm-controller" : "source-controller",
 				&err) < 0)
 		co_log_debug("kubesim", "helm object '%s' status: %s", key.name, err.msg);
 	json_decref(st);

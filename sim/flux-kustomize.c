@@ -36,16 +36,16 @@
 #include "sim/ctl.h"
 #include "sim/flux-util.h"
 
-#define MANAGER "kustomize-controller"
+#define MANAGER		    "kustomize-controller"
 #define DEFAULT_INTERVAL_MS 600000
-#define DEP_REQUEUE_MS 30000
-#define HEALTH_POLL_MS 2000
-#define BUILD_TIMEOUT_MS 60000
-#define REQ_AT "reconcile.fluxcd.io/requestedAt"
-#define MAX_MSG 4096
+#define DEP_REQUEUE_MS	    30000
+#define HEALTH_POLL_MS	    2000
+#define BUILD_TIMEOUT_MS    60000
+#define REQ_AT		    "reconcile.fluxcd.io/requestedAt"
+#define MAX_MSG		    4096
 
 enum kstate {
-	K_IDLE,     /* waiting for the timer or an event */
+	K_IDLE,	    /* waiting for the timer or an event */
 	K_FETCH,    /* git fetch of the artifact commit in flight */
 	K_CHECKOUT, /* git checkout in flight */
 	K_BUILD,    /* kubectl kustomize running */
@@ -67,8 +67,8 @@ struct kust {
 	/* the run in progress */
 	char *revision, *sha, *url, *cache, *work;
 	struct co_subproc *proc;
-	json_t *inventory;   /* new entries while applying */
-	json_t *health;      /* [{kind, group, resource, ns, name}] */
+	json_t *inventory; /* new entries while applying */
+	json_t *health;	   /* [{kind, group, resource, ns, name}] */
 	uint64_t health_deadline;
 	uint64_t health_start;
 };
@@ -76,7 +76,8 @@ struct kust {
 /* reconcile.fluxcd.io/requestedAt (the key has dots, so no ks_jget path) */
 static const char *requested_at(const json_t *obj)
 {
-	return json_string_value(json_object_get(ks_jget(obj, "metadata.annotations"), REQ_AT));
+	return json_string_value(
+		json_object_get(ks_jget(obj, "metadata.annotations"), REQ_AT));
 }
 
 struct ks_fkust {
@@ -183,12 +184,13 @@ static json_t *base_status(struct kust *k)
 
 static void put_status(struct kust *k, json_t *st)
 {
-	struct ks_key key = {"kustomize.toolkit.fluxcd.io", "kustomizations", k->ns, k->name};
+	struct ks_key key = {"kustomize.toolkit.fluxcd.io", "kustomizations", k->ns,
+			     k->name};
 	struct co_error err = CO_ERROR_INIT;
 
 	if (ks_ctl_write_status(k->c, &key, st, MANAGER, &err) < 0)
-		co_log_debug("kubesim", "kustomization '%s/%s' status: %s", k->ns, k->name,
-			     err.msg);
+		co_log_debug("kubesim", "kustomization '%s/%s' status: %s", k->ns,
+			     k->name, err.msg);
 	json_decref(st);
 }
 
@@ -210,24 +212,26 @@ static void fail(struct kust *k, const char *reason, const char *fmt, ...)
 	st = base_status(k);
 	json_object_set_new(st, "observedGeneration", json_integer(k->gen_started));
 	if (k->revision)
-		json_object_set_new(st, "lastAttemptedRevision", json_string(k->revision));
+		json_object_set_new(st, "lastAttemptedRevision",
+				    json_string(k->revision));
 	if (k->inventory) {
 		/* objects applied before the failure stay tracked for pruning */
 		json_t *inv = ks_jget(k->obj, "status.inventory.entries"), *e;
 		json_t *merged = json_deep_copy(k->inventory);
 		size_t i, j;
 
-		json_array_foreach(inv, i, e) {
+		json_array_foreach(inv, i, e)
+		{
 			bool have = false;
 			json_t *m;
 
-			json_array_foreach(merged, j, m)
-				have |= json_equal(json_object_get(m, "id"),
-						   json_object_get(e, "id"));
+			json_array_foreach(merged, j, m) have |= json_equal(
+				json_object_get(m, "id"), json_object_get(e, "id"));
 			if (!have)
 				json_array_append(merged, e);
 		}
-		json_object_set_new(st, "inventory", json_pack("{s:o}", "entries", merged));
+		json_object_set_new(st, "inventory",
+				    json_pack("{s:o}", "entries", merged));
 	}
 	ks_cond_remove(st, "Reconciling");
 	ks_cond_set(st, "Ready", "False", reason, msg, k->gen_started);
@@ -327,15 +331,17 @@ static void health_check(struct kust *k)
 	size_t i;
 	char why[32];
 
-	json_array_foreach(k->health, i, t) {
+	json_array_foreach(k->health, i, t)
+	{
 		if (object_healthy(k, t, why, sizeof(why)))
 			continue;
 		const char *ns = json_string_value(json_object_get(t, "ns"));
 
-		co_buf_printf(&pending, "%s%s/%s%s%s status: '%s'", pending.len ? ", " : "",
+		co_buf_printf(&pending, "%s%s/%s%s%s status: '%s'",
+			      pending.len ? ", " : "",
 			      json_string_value(json_object_get(t, "kind")), ns ? ns : "",
-			      ns && *ns ? "/" : "", json_string_value(json_object_get(t, "name")),
-			      why);
+			      ns && *ns ? "/" : "",
+			      json_string_value(json_object_get(t, "name")), why);
 	}
 	if (!pending.len) {
 		succeed(k);
@@ -348,8 +354,9 @@ static void health_check(struct kust *k)
 						     ks_jduration(k->obj, "spec.interval",
 								  DEFAULT_INTERVAL_MS)),
 					dur, sizeof(dur));
-		fail(k, "HealthCheckFailed", "health check failed after %s: timeout waiting for: [%s]",
-		     dur, co_buf_cstr(&pending));
+		fail(k, "HealthCheckFailed",
+		     "health check failed after %s: timeout waiting for: [%s]", dur,
+		     co_buf_cstr(&pending));
 		co_buf_release(&pending);
 		return;
 	}
@@ -363,9 +370,9 @@ static void add_health(struct kust *k, const char *kind, const struct ks_gvr *g,
 		       const char *ns, const char *name)
 {
 	json_array_append_new(k->health,
-			      json_pack("{s:s, s:s, s:s, s:s, s:s}", "kind", kind, "group",
-					g->group, "resource", g->resource, "ns", ns ? ns : "",
-					"name", name));
+			      json_pack("{s:s, s:s, s:s, s:s, s:s}", "kind", kind,
+					"group", g->group, "resource", g->resource, "ns",
+					ns ? ns : "", "name", name));
 }
 
 /* ---- apply ---- */
@@ -401,8 +408,9 @@ static void objref(struct co_buf *b, const struct item *it)
 
 static bool prune_disabled(const json_t *obj)
 {
-	const char *v = json_string_value(json_object_get(
-		ks_jget(obj, "metadata.annotations"), "kustomize.toolkit.fluxcd.io/prune"));
+	const char *v =
+		json_string_value(json_object_get(ks_jget(obj, "metadata.annotations"),
+						  "kustomize.toolkit.fluxcd.io/prune"));
 
 	return v && !strcmp(v, "disabled");
 }
@@ -425,18 +433,24 @@ static void apply_all(struct kust *k, json_t *docs)
 		it->obj = obj;
 		it->kind = json_string_value(json_object_get(obj, "kind"));
 		it->name = ks_jstr(obj, "metadata.name");
-		if (ks_ctl_resolve(c, json_string_value(json_object_get(obj, "apiVersion")),
-				   it->kind, &it->gvr, &err) < 0 || !it->name) {
-			co_buf_printf(&errs, "%s%s/%s dry-run failed: %s", errs.len ? "\n" : "",
-				      it->kind ? it->kind : "<no kind>", it->name ? it->name : "",
+		if (ks_ctl_resolve(c,
+				   json_string_value(json_object_get(obj, "apiVersion")),
+				   it->kind, &it->gvr, &err) < 0 ||
+		    !it->name) {
+			co_buf_printf(&errs, "%s%s/%s dry-run failed: %s",
+				      errs.len ? "\n" : "",
+				      it->kind ? it->kind : "<no kind>",
+				      it->name ? it->name : "",
 				      it->name ? err.msg : "metadata.name is required");
 			continue;
 		}
 		md = json_object_get(obj, "metadata");
 		if (it->gvr.namespaced) {
-			const char *ns = target_ns ? target_ns : ks_jstr(obj, "metadata.namespace");
+			const char *ns = target_ns ? target_ns
+						   : ks_jstr(obj, "metadata.namespace");
 
-			json_object_set_new(md, "namespace", json_string(ns ? ns : "default"));
+			json_object_set_new(md, "namespace",
+					    json_string(ns ? ns : "default"));
 		} else {
 			json_object_del(md, "namespace");
 		}
@@ -459,7 +473,8 @@ static void apply_all(struct kust *k, json_t *docs)
 	for (int pass = 0; pass < 3; pass++) {
 		for (i = 0; i < n; i++) {
 			struct item *it = &items[i];
-			struct ks_key key = {it->gvr.group, it->gvr.resource, it->ns, it->name};
+			struct ks_key key = {it->gvr.group, it->gvr.resource, it->ns,
+					     it->name};
 			bool early = kind_rank(it->kind) < 2;
 			int r;
 
@@ -468,7 +483,8 @@ static void apply_all(struct kust *k, json_t *docs)
 			if (pass == 2 && early)
 				continue;
 			r = ks_store_apply(c->store, &key, it->obj, MANAGER, true,
-					   pass == 1 ? KS_WRITE_DRY_RUN : 0, NULL, NULL, &err);
+					   pass == 1 ? KS_WRITE_DRY_RUN : 0, NULL, NULL,
+					   &err);
 			if (r < 0) {
 				int http = 0;
 				const char *reason = ks_store_status_reason(r, &http);
@@ -476,7 +492,8 @@ static void apply_all(struct kust *k, json_t *docs)
 				co_buf_printf(&errs, "%s", errs.len ? "\n" : "");
 				objref(&errs, it);
 				co_buf_printf(&errs, " %s failed, reason: %s: %s",
-					      pass == 1 ? "dry-run" : "apply", reason, err.msg);
+					      pass == 1 ? "dry-run" : "apply", reason,
+					      err.msg);
 				continue;
 			}
 			if (pass == 1)
@@ -496,7 +513,8 @@ static void apply_all(struct kust *k, json_t *docs)
 	/* prune what left the inventory */
 	old = ks_jget(k->obj, "status.inventory.entries");
 	if (ks_jbool(k->obj, "spec.prune", false))
-		json_array_foreach(old, i, e) {
+		json_array_foreach(old, i, e)
+		{
 			const char *id = json_string_value(json_object_get(e, "id"));
 			json_t *m, *live = NULL;
 			bool keep = false;
@@ -504,13 +522,17 @@ static void apply_all(struct kust *k, json_t *docs)
 			char *apiv;
 			struct ks_gvr g;
 
-			json_array_foreach(k->inventory, j, m)
-				keep |= !strcmp(json_string_value(json_object_get(m, "id")), id);
+			json_array_foreach(k->inventory, j, m) keep |=
+				!strcmp(json_string_value(json_object_get(m, "id")), id);
 			if (keep || !id || ks_inventory_parse(id, p) < 0)
 				continue;
 			apiv = *p[2] ? co_asprintf("%s/%s", p[2],
-						   ks_or(json_string_value(json_object_get(e, "v")), "v1")) :
-				       co_strdup(ks_or(json_string_value(json_object_get(e, "v")), "v1"));
+						   ks_or(json_string_value(
+								 json_object_get(e, "v")),
+							 "v1"))
+				     : co_strdup(ks_or(
+					       json_string_value(json_object_get(e, "v")),
+					       "v1"));
 			if (ks_ctl_resolve(c, apiv, p[3], &g, NULL) == 0) {
 				struct ks_key key = {g.group, g.resource, p[0], p[1]};
 
@@ -524,15 +546,18 @@ static void apply_all(struct kust *k, json_t *docs)
 				free(p[x]);
 		}
 	/* explicit health checks */
-	json_array_foreach(ks_jget(k->obj, "spec.healthChecks"), i, e) {
+	json_array_foreach(ks_jget(k->obj, "spec.healthChecks"), i, e)
+	{
 		struct ks_gvr g;
 		const char *kind = json_string_value(json_object_get(e, "kind"));
 		const char *name = json_string_value(json_object_get(e, "name"));
 		const char *ns = json_string_value(json_object_get(e, "namespace"));
 
-		if (name && ks_ctl_resolve(c, json_string_value(json_object_get(e, "apiVersion")),
-					   kind, &g, NULL) == 0)
-			add_health(k, kind, &g, g.namespaced ? (ns ? ns : k->ns) : "", name);
+		if (name &&
+		    ks_ctl_resolve(c, json_string_value(json_object_get(e, "apiVersion")),
+				   kind, &g, NULL) == 0)
+			add_health(k, kind, &g, g.namespaced ? (ns ? ns : k->ns) : "",
+				   name);
 	}
 	for (i = 0; i < n; i++) {
 		json_decref(items[i].obj);
@@ -543,9 +568,9 @@ static void apply_all(struct kust *k, json_t *docs)
 	if (dead(k))
 		return;
 	if (json_array_size(k->health)) {
-		int64_t timeout = ks_jduration(k->obj, "spec.timeout",
-					       ks_jduration(k->obj, "spec.interval",
-							    DEFAULT_INTERVAL_MS));
+		int64_t timeout = ks_jduration(
+			k->obj, "spec.timeout",
+			ks_jduration(k->obj, "spec.interval", DEFAULT_INTERVAL_MS));
 
 		set_state(k, K_HEALTH);
 		k->health_start = uv_now(c->loop);
@@ -576,33 +601,41 @@ static int vars_from(struct kust *k, json_t *vars, struct co_error *err)
 	const char *key;
 	json_t *v;
 
-	json_array_foreach(ks_jget(k->obj, "spec.postBuild.substituteFrom"), i, ref) {
-		const char *kind = ks_or(json_string_value(json_object_get(ref, "kind")), "");
-		const char *name = ks_or(json_string_value(json_object_get(ref, "name")), "");
+	json_array_foreach(ks_jget(k->obj, "spec.postBuild.substituteFrom"), i, ref)
+	{
+		const char *kind =
+			ks_or(json_string_value(json_object_get(ref, "kind")), "");
+		const char *name =
+			ks_or(json_string_value(json_object_get(ref, "name")), "");
 		bool optional = json_is_true(json_object_get(ref, "optional"));
 		bool secret = !strcmp(kind, "Secret");
 		struct ks_key okey = {"", secret ? "secrets" : "configmaps", k->ns, name};
 		json_t *obj = NULL;
 
 		if (!secret && strcmp(kind, "ConfigMap"))
-			return co_error_set(err, -EINVAL,
-					    "substitute from '%s/%s/%s' error: unsupported kind",
-					    kind, k->ns, name);
+			return co_error_set(
+				err, -EINVAL,
+				"substitute from '%s/%s/%s' error: unsupported kind",
+				kind, k->ns, name);
 		if (ks_store_get(k->c->store, &okey, &obj, NULL) < 0) {
 			if (optional)
 				continue;
-			return co_error_set(err, -ENOENT,
-					    "substitute from '%s/%s/%s' error: %s \"%s\" not found",
-					    kind, k->ns, name, okey.resource, name);
+			return co_error_set(
+				err, -ENOENT,
+				"substitute from '%s/%s/%s' error: %s \"%s\" not found",
+				kind, k->ns, name, okey.resource, name);
 		}
-		json_object_foreach(json_object_get(obj, "data"), key, v) {
+		json_object_foreach(json_object_get(obj, "data"), key, v)
+		{
 			const char *s = json_string_value(v);
 
 			if (!s)
 				continue;
 			if (secret) {
 				/* base64 data */
-				static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+				static const char tbl[] =
+					"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
+					"wxyz0123456789+/";
 				struct co_buf out = CO_BUF_INIT;
 				uint32_t acc = 0;
 				int bits = 0;
@@ -616,33 +649,36 @@ static int vars_from(struct kust *k, json_t *vars, struct co_error *err)
 					bits += 6;
 					if (bits >= 8) {
 						bits -= 8;
-						co_buf_putc(&out, (char)((acc >> bits) & 0xff));
+						co_buf_putc(&out,
+							    (char)((acc >> bits) & 0xff));
 					}
 				}
-				json_object_set_new(vars, key, json_string(co_buf_cstr(&out)));
+				json_object_set_new(vars, key,
+						    json_string(co_buf_cstr(&out)));
 				co_buf_release(&out);
 			} else {
 				json_object_set_new(vars, key, json_string(s));
 			}
 		}
 		if (secret)
-			json_object_foreach(json_object_get(obj, "stringData"), key, v)
-				if (json_is_string(v))
-					json_object_set(vars, key, v);
+			json_object_foreach(json_object_get(obj, "stringData"), key,
+					    v) if (json_is_string(v))
+				json_object_set(vars, key, v);
 		json_decref(obj);
 	}
-	json_object_foreach(sub, key, v)
-		if (json_is_string(v))
-			json_object_set(vars, key, v);
+	json_object_foreach(sub, key, v) if (json_is_string(v))
+		json_object_set(vars, key, v);
 	return 0;
 }
 
 static bool subst_disabled(const json_t *obj)
 {
-	const char *a = json_string_value(json_object_get(
-		ks_jget(obj, "metadata.annotations"), "kustomize.toolkit.fluxcd.io/substitute"));
-	const char *l = json_string_value(json_object_get(
-		ks_jget(obj, "metadata.labels"), "kustomize.toolkit.fluxcd.io/substitute"));
+	const char *a = json_string_value(
+		json_object_get(ks_jget(obj, "metadata.annotations"),
+				"kustomize.toolkit.fluxcd.io/substitute"));
+	const char *l = json_string_value(
+		json_object_get(ks_jget(obj, "metadata.labels"),
+				"kustomize.toolkit.fluxcd.io/substitute"));
 
 	return (a && !strcmp(a, "disabled")) || (l && !strcmp(l, "disabled"));
 }
@@ -667,7 +703,8 @@ static void post_build(struct kust *k, json_t *docs)
 		return;
 	}
 	out = json_array();
-	json_array_foreach(docs, i, d) {
+	json_array_foreach(docs, i, d)
+	{
 		struct co_buf y = CO_BUF_INIT;
 		char *text = NULL;
 		json_t *nd = NULL;
@@ -705,15 +742,16 @@ static void add_docs(json_t *all, json_t *docs)
 	json_t *d, *it;
 	size_t i, j;
 
-	json_array_foreach(docs, i, d) {
+	json_array_foreach(docs, i, d)
+	{
 		const char *kind = json_string_value(json_object_get(d, "kind"));
 
 		if (!json_is_object(d) || !kind || !json_object_get(d, "apiVersion"))
 			continue;
 		if (!strcmp(kind, "List")) {
-			json_array_foreach(json_object_get(d, "items"), j, it)
-				if (json_is_object(it))
-					json_array_append(all, it);
+			json_array_foreach(json_object_get(d, "items"), j,
+					   it) if (json_is_object(it))
+				json_array_append(all, it);
 			continue;
 		}
 		json_array_append(all, d);
@@ -739,7 +777,8 @@ static void built(struct co_subproc_result *res, void *data)
 			if (*p == '\n')
 				*p = ' ';
 		fail(k, "BuildFailed", "kustomize build failed: %s",
-		     res->status == -ETIMEDOUT ? "timeout" : (*msg ? msg : "kubectl failed"));
+		     res->status == -ETIMEDOUT ? "timeout"
+					       : (*msg ? msg : "kubectl failed"));
 		free(msg);
 		kust_unref(k);
 		return;
@@ -761,8 +800,8 @@ static void run_kubectl(struct kust *k, const char *dir)
 {
 	const char *argv[] = {k->c->kubectl, "kustomize",
 			      "--load-restrictor=LoadRestrictionsNone", dir, NULL};
-	struct co_subproc_opts o = {.argv = argv, .timeout_ms = BUILD_TIMEOUT_MS,
-				    .max_output = 64u << 20};
+	struct co_subproc_opts o = {
+		.argv = argv, .timeout_ms = BUILD_TIMEOUT_MS, .max_output = 64u << 20};
 	struct co_error err = CO_ERROR_INIT;
 
 	set_state(k, K_BUILD);
@@ -793,8 +832,10 @@ static void build(struct kust *k)
 		return;
 	}
 	if (ks_kpath_collect(dir, &files, &kdirs, &err) < 0) {
-		fail(k, "BuildFailed", "kustomization path not found: stat %s: no such file or "
-				       "directory", dir);
+		fail(k, "BuildFailed",
+		     "kustomization path not found: stat %s: no such file or "
+		     "directory",
+		     dir);
 		free(dir);
 		return;
 	}
@@ -818,7 +859,8 @@ static void build(struct kust *k)
 		return;
 	}
 	all = json_array();
-	json_array_foreach(files, i, v) {
+	json_array_foreach(files, i, v)
+	{
 		char *f = co_asprintf("%s/%s", dir, json_string_value(v));
 		json_t *docs = NULL;
 
@@ -875,7 +917,8 @@ static void fetched(struct co_git_result *res, void *data)
 		return;
 	}
 	if (res->status < 0) {
-		fail(k, "ArtifactFailed", "failed to download artifact: %s", res->err.msg);
+		fail(k, "ArtifactFailed", "failed to download artifact: %s",
+		     res->err.msg);
 		kust_unref(k);
 		return;
 	}
@@ -892,18 +935,21 @@ static void fetched(struct co_git_result *res, void *data)
 static bool dep_ready(struct kust *k, const json_t *dep, char *msg, size_t n)
 {
 	const char *name = ks_or(json_string_value(json_object_get(dep, "name")), "");
-	const char *ns = ks_or(json_string_value(json_object_get(dep, "namespace")), k->ns);
+	const char *ns =
+		ks_or(json_string_value(json_object_get(dep, "namespace")), k->ns);
 	struct ks_key key = {"kustomize.toolkit.fluxcd.io", "kustomizations", ns, name};
 	json_t *obj = NULL;
 	bool ok;
 
 	if (ks_store_get(k->c->store, &key, &obj, NULL) < 0) {
-		snprintf(msg, n, "unable to get '%s/%s' dependency: kustomizations.kustomize."
-				 "toolkit.fluxcd.io \"%s\" not found", ns, name, name);
+		snprintf(msg, n,
+			 "unable to get '%s/%s' dependency: kustomizations.kustomize."
+			 "toolkit.fluxcd.io \"%s\" not found",
+			 ns, name, name);
 		return false;
 	}
-	ok = ks_cond_true(obj, "Ready") &&
-	     ks_jint(obj, "status.observedGeneration", 0) == ks_jint(obj, "metadata.generation", 1);
+	ok = ks_cond_true(obj, "Ready") && ks_jint(obj, "status.observedGeneration", 0) ==
+						   ks_jint(obj, "metadata.generation", 1);
 	json_decref(obj);
 	if (!ok)
 		snprintf(msg, n, "dependency '%s/%s' is not ready", ns, name);
@@ -914,7 +960,8 @@ static void reconcile(struct kust *k)
 {
 	struct ks_controllers *c = k->c;
 	struct co_error err = CO_ERROR_INIT;
-	const char *skind = ks_or(ks_jstr(k->obj, "spec.sourceRef.kind"), "GitRepository");
+	const char *skind =
+		ks_or(ks_jstr(k->obj, "spec.sourceRef.kind"), "GitRepository");
 	const char *sname = ks_or(ks_jstr(k->obj, "spec.sourceRef.name"), "");
 	const char *sns = ks_or(ks_jstr(k->obj, "spec.sourceRef.namespace"), k->ns);
 	struct ks_key skey = {"source.toolkit.fluxcd.io", "gitrepositories", sns, sname};
@@ -936,8 +983,8 @@ static void reconcile(struct kust *k)
 	if (ks_jint(k->obj, "status.observedGeneration", 0) != k->gen_started) {
 		json_t *st = base_status(k);
 
-		ks_cond_set(st, "Reconciling", "True", "Progressing", "Reconciliation in progress",
-			    k->gen_started);
+		ks_cond_set(st, "Reconciling", "True", "Progressing",
+			    "Reconciliation in progress", k->gen_started);
 		if (!ks_cond_get(k->obj, "Ready"))
 			ks_cond_set(st, "Ready", "Unknown", "Progressing",
 				    "Reconciliation in progress", k->gen_started);
@@ -946,18 +993,21 @@ static void reconcile(struct kust *k)
 			return;
 	}
 	k->waiting_deps = false;
-	json_array_foreach(ks_jget(k->obj, "spec.dependsOn"), i, dep)
-		if (!dep_ready(k, dep, msg, sizeof(msg))) {
-			k->waiting_deps = true;
-			fail(k, "DependencyNotReady", "%s", msg);
-			return;
-		}
+	json_array_foreach(ks_jget(k->obj, "spec.dependsOn"), i,
+			   dep) if (!dep_ready(k, dep, msg, sizeof(msg)))
+	{
+		k->waiting_deps = true;
+		fail(k, "DependencyNotReady", "%s", msg);
+		return;
+	}
 	if (strcmp(skind, "GitRepository")) {
-		fail(k, "ArtifactFailed", "source kind '%s' is not supported by kubesim", skind);
+		fail(k, "ArtifactFailed", "source kind '%s' is not supported by kubesim",
+		     skind);
 		return;
 	}
 	if (ks_store_get(c->store, &skey, &src, NULL) < 0) {
-		fail(k, "ArtifactFailed", "Source '%s/%s/%s' not found", skind, sns, sname);
+		fail(k, "ArtifactFailed", "Source '%s/%s/%s' not found", skind, sns,
+		     sname);
 		return;
 	}
 	rev = ks_jstr(src, "status.artifact.revision");
@@ -1006,7 +1056,8 @@ void ks_fkust_source_changed(struct ks_controllers *c, const char *ns, const cha
 
 	for (size_t i = 0; s && i < s->n; i++) {
 		struct kust *k = s->items[i];
-		const char *sns = ks_or(ks_jstr(k->obj, "spec.sourceRef.namespace"), k->ns);
+		const char *sns =
+			ks_or(ks_jstr(k->obj, "spec.sourceRef.namespace"), k->ns);
 		const char *sname = ks_or(ks_jstr(k->obj, "spec.sourceRef.name"), "");
 
 		if (!strcmp(sns, ns) && !strcmp(sname, name))
@@ -1046,7 +1097,8 @@ static void on_event(const struct ks_event *ev, void *data)
 			s->items = co_realloc(s->items, s->cap * sizeof(*s->items));
 		}
 		s->items[s->n++] = k;
-		k->handled_at = ks_strdup0(ks_jstr(ev->obj, "status.lastHandledReconcileAt"));
+		k->handled_at =
+			ks_strdup0(ks_jstr(ev->obj, "status.lastHandledReconcileAt"));
 	}
 	json_decref(k->obj);
 	k->obj = json_incref(ev->obj);
@@ -1066,10 +1118,14 @@ static void on_event(const struct ks_event *ev, void *data)
 
 			if (!o->waiting_deps || o->state != K_IDLE)
 				continue;
-			json_array_foreach(ks_jget(o->obj, "spec.dependsOn"), j, dep) {
-				const char *dn = ks_or(json_string_value(json_object_get(dep, "name")), "");
-				const char *dns = ks_or(json_string_value(json_object_get(dep,
-										    "namespace")), o->ns);
+			json_array_foreach(ks_jget(o->obj, "spec.dependsOn"), j, dep)
+			{
+				const char *dn = ks_or(
+					json_string_value(json_object_get(dep, "name")),
+					"");
+				const char *dns = ks_or(json_string_value(json_object_get(
+								dep, "namespace")),
+							o->ns);
 
 				if (!strcmp(dn, name) && !strcmp(dns, ns)) {
 					reconcile(o);

@@ -23,9 +23,9 @@
 #include "clients/git.h"
 #include "sim/ctl.h"
 
-#define MANAGER "source-controller"
+#define MANAGER		    "source-controller"
 #define DEFAULT_INTERVAL_MS 60000
-#define REQ_AT "reconcile.fluxcd.io/requestedAt"
+#define REQ_AT		    "reconcile.fluxcd.io/requestedAt"
 
 struct repo {
 	struct ks_controllers *c;
@@ -36,13 +36,14 @@ struct repo {
 	bool busy, again, gone, seen;
 	int64_t gen_started;
 	char *handled_at;
-	char *ref_label;      /* "main" / "v1" for the revision */
+	char *ref_label; /* "main" / "v1" for the revision */
 };
 
 /* reconcile.fluxcd.io/requestedAt (the key has dots, so no ks_jget path) */
 static const char *requested_at(const json_t *obj)
 {
-	return json_string_value(json_object_get(ks_jget(obj, "metadata.annotations"), REQ_AT));
+	return json_string_value(
+		json_object_get(ks_jget(obj, "metadata.annotations"), REQ_AT));
 }
 
 struct ks_fsrc {
@@ -112,12 +113,13 @@ static json_t *base_status(struct repo *r)
 
 static void put_status(struct repo *r, json_t *st)
 {
-	struct ks_key key = {"source.toolkit.fluxcd.io", "gitrepositories", r->ns, r->name};
+	struct ks_key key = {"source.toolkit.fluxcd.io", "gitrepositories", r->ns,
+			     r->name};
 	struct co_error err = CO_ERROR_INIT;
 
 	if (ks_ctl_write_status(r->c, &key, st, MANAGER, &err) < 0)
-		co_log_debug("kubesim", "gitrepository '%s/%s' status: %s", r->ns, r->name,
-			     err.msg);
+		co_log_debug("kubesim", "gitrepository '%s/%s' status: %s", r->ns,
+			     r->name, err.msg);
 	json_decref(st);
 }
 
@@ -151,7 +153,8 @@ static void fetched(struct co_git_result *res, void *data)
 	json_object_set_new(st, "observedGeneration", json_integer(gen));
 	ks_cond_remove(st, "Reconciling");
 	if (res->status < 0) {
-		snprintf(msg, sizeof(msg), "failed to checkout and determine revision: %s",
+		snprintf(msg, sizeof(msg),
+			 "failed to checkout and determine revision: %s",
 			 res->err.msg[0] ? res->err.msg : co_error_str(&res->err));
 		ks_cond_set(st, "Ready", "False", "GitOperationFailed", msg, gen);
 		ks_cond_set(st, "FetchFailed", "True", "GitOperationFailed", msg, gen);
@@ -171,13 +174,15 @@ static void fetched(struct co_git_result *res, void *data)
 	snprintf(digest, sizeof(digest), "sha256:");
 	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
 		snprintf(digest + 7 + 2 * i, 3, "%02x", md[i]);
-	art = json_pack("{s:s, s:s, s:s, s:s, s:s}", "path", "", "url", "", "revision", rev,
-			"digest", digest, "lastUpdateTime",
-			changed ? ks_now_rfc3339(now, sizeof(now)) :
-				  (ks_or(ks_jstr(r->obj, "status.artifact.lastUpdateTime"), "")));
-	char *path = co_asprintf("gitrepository/%s/%s/%s.tar.gz", r->ns, r->name, res->sha);
-	char *url = co_asprintf("http://source-controller.flux-system.svc.cluster.local./%s",
-				path);
+	art = json_pack(
+		"{s:s, s:s, s:s, s:s, s:s}", "path", "", "url", "", "revision", rev,
+		"digest", digest, "lastUpdateTime",
+		changed ? ks_now_rfc3339(now, sizeof(now))
+			: (ks_or(ks_jstr(r->obj, "status.artifact.lastUpdateTime"), "")));
+	char *path =
+		co_asprintf("gitrepository/%s/%s/%s.tar.gz", r->ns, r->name, res->sha);
+	char *url = co_asprintf(
+		"http://source-controller.flux-system.svc.cluster.local./%s", path);
 
 	json_object_set_new(art, "path", json_string(path));
 	json_object_set_new(art, "url", json_string(url));
@@ -250,8 +255,8 @@ static void reconcile(struct repo *r)
 
 	r->busy = true;
 	r->refs++;
-	rc = url ? co_git_fetch(c->loop, &opts, ref, fetched, r, &err) :
-		   co_error_set(&err, -EINVAL, "spec.url is required");
+	rc = url ? co_git_fetch(c->loop, &opts, ref, fetched, r, &err)
+		 : co_error_set(&err, -EINVAL, "spec.url is required");
 	free(cache);
 	if (rc < 0) {
 		struct co_git_result res = {.status = rc};
@@ -304,7 +309,8 @@ static void on_event(const struct ks_event *ev, void *data)
 			s->items = co_realloc(s->items, s->cap * sizeof(*s->items));
 		}
 		s->items[s->n++] = r;
-		r->handled_at = ks_strdup0(ks_jstr(ev->obj, "status.lastHandledReconcileAt"));
+		r->handled_at =
+			ks_strdup0(ks_jstr(ev->obj, "status.lastHandledReconcileAt"));
 	}
 	json_decref(r->obj);
 	r->obj = json_incref(ev->obj);

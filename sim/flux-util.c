@@ -16,7 +16,8 @@
 
 static bool name_char(char c, bool first)
 {
-	return c == '_' || isalpha((unsigned char)c) || (!first && isdigit((unsigned char)c));
+	return c == '_' || isalpha((unsigned char)c) ||
+	       (!first && isdigit((unsigned char)c));
 }
 
 bool ks_flux_var_name_ok(const char *name)
@@ -55,7 +56,8 @@ static int expand(struct co_buf *out, const char *body, size_t len, const json_t
 		} else if (*op == '=' || *op == '-') {
 			def = op + 1;
 		} else {
-			return co_error_set(err, -EINVAL, "unsupported substitution '${%.*s}'",
+			return co_error_set(err, -EINVAL,
+					    "unsupported substitution '${%.*s}'",
 					    (int)len, body);
 		}
 		assign_or_dash = true;
@@ -71,7 +73,8 @@ static int expand(struct co_buf *out, const char *body, size_t len, const json_t
 	if (!val) {
 		if (strict)
 			return co_error_set(err, -EINVAL,
-					    "variable not set (strict mode): \"%s\"", name);
+					    "variable not set (strict mode): \"%s\"",
+					    name);
 		return 0;
 	}
 	co_buf_puts(out, val);
@@ -96,8 +99,9 @@ int ks_flux_subst(char **ret, const char *text, const json_t *vars, bool strict,
 
 			if (!end) {
 				co_buf_release(&out);
-				return co_error_set(err, -EINVAL,
-						    "unterminated variable reference at '%.20s'", p);
+				return co_error_set(
+					err, -EINVAL,
+					"unterminated variable reference at '%.20s'", p);
 			}
 			r = expand(&out, p + 2, (size_t)(end - p - 2), vars, strict, err);
 			if (r < 0) {
@@ -137,7 +141,8 @@ int ks_kpath_clean(char **ret, const char *path, struct co_error *err)
 			if (json_array_size(segs) == 0) {
 				json_decref(segs);
 				return co_error_set(err, -EINVAL,
-						    "path '%s' points outside the source", path);
+						    "path '%s' points outside the source",
+						    path);
 			}
 			json_array_remove(segs, json_array_size(segs) - 1);
 			continue;
@@ -178,7 +183,8 @@ static bool yaml_name(const char *n)
 {
 	size_t l = strlen(n);
 
-	return (l > 5 && !strcmp(n + l - 5, ".yaml")) || (l > 4 && !strcmp(n + l - 4, ".yml"));
+	return (l > 5 && !strcmp(n + l - 5, ".yaml")) ||
+	       (l > 4 && !strcmp(n + l - 4, ".yml"));
 }
 
 static int str_cmp(const void *a, const void *b)
@@ -186,7 +192,8 @@ static int str_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int walk(const char *root, const char *rel, json_t *files, json_t *kdirs, int depth)
+static int walk(const char *root, const char *rel, json_t *files, json_t *kdirs,
+		int depth)
 {
 	char *dir = *rel ? co_asprintf("%s/%s", root, rel) : co_strdup(root);
 	DIR *d = opendir(dir);
@@ -211,7 +218,8 @@ static int walk(const char *root, const char *rel, json_t *files, json_t *kdirs,
 	qsort(names, n, sizeof(*names), str_cmp);
 	for (size_t i = 0; i < n; i++) {
 		char *full = co_asprintf("%s/%s", dir, names[i]);
-		char *sub = *rel ? co_asprintf("%s/%s", rel, names[i]) : co_strdup(names[i]);
+		char *sub =
+			*rel ? co_asprintf("%s/%s", rel, names[i]) : co_strdup(names[i]);
 		struct stat st;
 
 		if (stat(full, &st) == 0) {
@@ -242,7 +250,8 @@ int ks_kpath_collect(const char *dir, json_t **ret_files, json_t **ret_kdirs,
 	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
 		json_decref(files);
 		json_decref(kdirs);
-		return co_error_set(err, -ENOENT, "kustomization path not found: %s", dir);
+		return co_error_set(err, -ENOENT, "kustomization path not found: %s",
+				    dir);
 	}
 	walk(dir, "", files, kdirs, 0);
 	*ret_files = files;

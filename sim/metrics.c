@@ -106,7 +106,8 @@ void ks_metrics_observe(struct ks_metrics *m, const char *ns, const char *app,
 	if (!h) {
 		if (m->n_histos == m->cap_histos) {
 			m->cap_histos = m->cap_histos ? 2 * m->cap_histos : 8;
-			m->histos = co_realloc(m->histos, m->cap_histos * sizeof(*m->histos));
+			m->histos =
+				co_realloc(m->histos, m->cap_histos * sizeof(*m->histos));
 		}
 		h = &m->histos[m->n_histos++];
 		memset(h, 0, sizeof(*h));
@@ -214,7 +215,8 @@ void ks_metrics_render(struct co_buf *out, const struct ks_metrics *m,
 
 		co_buf_puts(out, "http_requests_total{");
 		app_labels(out, c->ns, c->app, c->version);
-		co_buf_printf(out, ",code=\"%d\"} %llu\n", c->code, (unsigned long long)c->n);
+		co_buf_printf(out, ",code=\"%d\"} %llu\n", c->code,
+			      (unsigned long long)c->n);
 	}
 	header(out, "http_request_duration_seconds", "histogram",
 	       "Duration of HTTP requests served by app pods.");
@@ -226,7 +228,8 @@ void ks_metrics_render(struct co_buf *out, const struct ks_metrics *m,
 			app_labels(out, h->ns, h->app, h->version);
 			co_buf_puts(out, ",le=\"");
 			num(out, ks_metrics_buckets[j]);
-			co_buf_printf(out, "\"} %llu\n", (unsigned long long)h->buckets[j]);
+			co_buf_printf(out, "\"} %llu\n",
+				      (unsigned long long)h->buckets[j]);
 		}
 		co_buf_puts(out, "http_request_duration_seconds_bucket{");
 		app_labels(out, h->ns, h->app, h->version);
@@ -313,7 +316,8 @@ void ks_metrics_render(struct co_buf *out, const struct ks_metrics *m,
 	       "App requests answered by the cluster's ingress.");
 	co_buf_printf(out, "kubesim_ingress_requests_total %llu\n",
 		      (unsigned long long)m->total);
-	header(out, "kubesim_uptime_seconds", "gauge", "Seconds since the cluster started.");
+	header(out, "kubesim_uptime_seconds", "gauge",
+	       "Seconds since the cluster started.");
 	co_buf_puts(out, "kubesim_uptime_seconds ");
 	num(out, x->uptime_seconds);
 	co_buf_putc(out, '\n');

@@ -35,7 +35,7 @@ uint64_t ks_metrics_requests(const struct ks_metrics *m);
  * base memory. Everything is multiplied by the cluster's version overhead. */
 #define KS_COST_BASE_CORES 0.002
 #define KS_COST_REQUEST_MS 0.2
-#define KS_COST_BASE_MB 16.0
+#define KS_COST_BASE_MB	   16.0
 double ks_cost_cpu_seconds(double uptime_s, uint64_t requests, double cpu_cost_ms,
 			   double overhead);
 double ks_cost_memory_bytes(double memory_mb, uint64_t inflight, double overhead);
@@ -47,10 +47,10 @@ struct ks_metrics_pod {
 };
 
 struct ks_metrics_canary {
-	const char *ns, *name;   /* the Canary */
-	const char *target;      /* targetRef name */
-	int status;              /* 0 running, 1 successful/idle, 2 failed (Flagger's) */
-	int weight;              /* canary weight; primary gets 100 - weight */
+	const char *ns, *name;	 /* the Canary */
+	const char *target;	 /* targetRef name */
+	int status;		 /* 0 running, 1 successful/idle, 2 failed (Flagger's) */
+	int weight;		 /* canary weight; primary gets 100 - weight */
 	double duration_seconds; /* of the last analysis */
 };
 
@@ -62,9 +62,9 @@ struct ks_metrics_extra {
 	size_t n_pods;
 	const struct ks_metrics_canary *canaries;
 	size_t n_canaries;
-	size_t objects;               /* objects in the store */
-	double uptime_seconds;        /* of the cluster's controllers */
-	double process_rss_bytes;     /* 0: not reported */
+	size_t objects;		  /* objects in the store */
+	double uptime_seconds;	  /* of the cluster's controllers */
+	double process_rss_bytes; /* 0: not reported */
 	double process_cpu_seconds;
 };
 

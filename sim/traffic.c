@@ -68,25 +68,34 @@ static bool route_ingress(struct ks_controllers *c, const char *host, const char
 
 	if (ks_store_list(c->store, &key, NULL, &items, NULL, NULL) < 0)
 		return false;
-	json_array_foreach(items, i, ing) {
-		json_array_foreach(ks_jget(ing, "spec.rules"), j, rule) {
-			if (!host_match(json_string_value(json_object_get(rule, "host")), host))
+	json_array_foreach(items, i, ing)
+	{
+		json_array_foreach(ks_jget(ing, "spec.rules"), j, rule)
+		{
+			if (!host_match(json_string_value(json_object_get(rule, "host")),
+					host))
 				continue;
-			json_array_foreach(ks_jget(rule, "http.paths"), k, hp) {
-				const char *p = ks_or(json_string_value(json_object_get(hp, "path")), "/");
-				const char *type = json_string_value(json_object_get(hp,
-										     "pathType"));
+			json_array_foreach(ks_jget(rule, "http.paths"), k, hp)
+			{
+				const char *p = ks_or(
+					json_string_value(json_object_get(hp, "path")),
+					"/");
+				const char *type = json_string_value(
+					json_object_get(hp, "pathType"));
 				bool exact = type && !strcmp(type, "Exact");
 				const char *svc = ks_jstr(hp, "backend.service.name");
 				size_t len = strlen(p);
 
-				if (!svc || (exact ? strcmp(p, path) != 0 : !prefix_match(p, path)))
+				if (!svc || (exact ? strcmp(p, path) != 0
+						   : !prefix_match(p, path)))
 					continue;
-				if (found && (len < best_len || (len == best_len && best_exact)))
+				if (found &&
+				    (len < best_len || (len == best_len && best_exact)))
 					continue;
 				free(*ret_ns);
 				free(*ret_svc);
-				*ret_ns = co_strdup(ks_or(ks_jstr(ing, "metadata.namespace"), "default"));
+				*ret_ns = co_strdup(ks_or(
+					ks_jstr(ing, "metadata.namespace"), "default"));
 				*ret_svc = co_strdup(svc);
 				best_len = len;
 				best_exact = exact;
@@ -95,11 +104,14 @@ static bool route_ingress(struct ks_controllers *c, const char *host, const char
 		}
 	}
 	if (!found)
-		json_array_foreach(items, i, ing) {
-			const char *svc = ks_jstr(ing, "spec.defaultBackend.service.name");
+		json_array_foreach(items, i, ing)
+		{
+			const char *svc =
+				ks_jstr(ing, "spec.defaultBackend.service.name");
 
 			if (svc) {
-				*ret_ns = co_strdup(ks_or(ks_jstr(ing, "metadata.namespace"), "default"));
+				*ret_ns = co_strdup(ks_or(
+					ks_jstr(ing, "metadata.namespace"), "default"));
 				*ret_svc = co_strdup(svc);
 				found = true;
 				break;
@@ -181,9 +193,11 @@ static void app_handler(struct co_http_req *req, void *data)
 	}
 	pod = ks_apps_pick(c, ns, svc, &svc_found);
 	if (!pod)
-		co_http_respond_text(req, svc_found ? 503 : 404,
-				     svc_found ? "no endpoints available for service '%s/%s'\n" :
-						 "service '%s/%s' not found\n", ns, svc);
+		co_http_respond_text(
+			req, svc_found ? 503 : 404,
+			svc_found ? "no endpoints available for service '%s/%s'\n"
+				  : "service '%s/%s' not found\n",
+			ns, svc);
 	else
 		ks_pod_serve(c, pod, req, path);
 	free(ns);
@@ -200,8 +214,10 @@ static void process_stats(double *rss, double *cpu)
 	*rss = *cpu = 0;
 	if (!f)
 		return;
-	if (fscanf(f, "%*d %*s %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu "
-		      "%*d %*d %*d %*d %*d %*d %*u %*u %ld", &utime, &stime, &pages) == 3) {
+	if (fscanf(f,
+		   "%*d %*s %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu "
+		   "%*d %*d %*d %*d %*d %*d %*u %*u %ld",
+		   &utime, &stime, &pages) == 3) {
 		*rss = (double)pages * (double)sysconf(_SC_PAGESIZE);
 		*cpu = (double)(utime + stime) / (double)(tck > 0 ? tck : 100);
 	}
@@ -225,7 +241,8 @@ static void metrics_handler(struct co_http_req *req, void *data)
 		.canaries = can,
 		.n_canaries = n_can,
 		.objects = ks_store_count(c->store),
-		.uptime_seconds = (double)(co_time_wall_ms() - c->started_wall_ms) / 1000.0,
+		.uptime_seconds =
+			(double)(co_time_wall_ms() - c->started_wall_ms) / 1000.0,
 	};
 
 	process_stats(&x.process_rss_bytes, &x.process_cpu_seconds);

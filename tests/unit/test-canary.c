@@ -22,26 +22,49 @@ struct fake {
 	int promotions, inits;
 	struct ks_canary_sample next; /* traffic served in the coming interval */
 	bool hook_ok[KS_HOOK_NTYPES];
-	bool async;                   /* hooks answer later via answer() */
+	bool async; /* hooks answer later via answer() */
 	bool pending;
 	enum ks_hook_type pending_type;
-	char order[512];              /* hook types called, space separated */
+	char order[512]; /* hook types called, space separated */
 	int status_writes;
 	struct ks_canary *cn;
 };
 
-static int64_t f_now(void *d) { return ((struct fake *)d)->now; }
+static int64_t f_now(void *d)
+{
+	return ((struct fake *)d)->now;
+}
 static int f_sum(void *d, char *buf, size_t n)
 {
 	snprintf(buf, n, "%s", ((struct fake *)d)->checksum);
 	return 0;
 }
-static bool f_tready(void *d) { return ((struct fake *)d)->target_ready; }
-static bool f_pready(void *d) { return ((struct fake *)d)->primary_ready; }
-static int f_init(void *d, char *m, size_t n) { ((struct fake *)d)->inits++; return 0; }
-static int f_promote(void *d, char *m, size_t n) { ((struct fake *)d)->promotions++; return 0; }
-static void f_scale(void *d, bool up) { ((struct fake *)d)->target_up = up; }
-static void f_weight(void *d, int w) { ((struct fake *)d)->weight = w; }
+static bool f_tready(void *d)
+{
+	return ((struct fake *)d)->target_ready;
+}
+static bool f_pready(void *d)
+{
+	return ((struct fake *)d)->primary_ready;
+}
+static int f_init(void *d, char *m, size_t n)
+{
+	((struct fake *)d)->inits++;
+	return 0;
+}
+static int f_promote(void *d, char *m, size_t n)
+{
+	((struct fake *)d)->promotions++;
+	return 0;
+}
+static void f_scale(void *d, bool up)
+{
+	((struct fake *)d)->target_up = up;
+}
+static void f_weight(void *d, int w)
+{
+	((struct fake *)d)->weight = w;
+}
 static void f_sample(void *d, struct ks_canary_sample *s)
 {
 	struct fake *f = d;
@@ -61,13 +84,23 @@ static void f_hooks(void *d, enum ks_hook_type t)
 	}
 	ks_canary_hooks_done(f->cn, f->hook_ok[t]);
 }
-static void f_status(void *d) { ((struct fake *)d)->status_writes++; }
+static void f_status(void *d)
+{
+	((struct fake *)d)->status_writes++;
+}
 
 static const struct ks_canary_ops ops = {
-	.now_ms = f_now, .target_checksum = f_sum, .target_ready = f_tready,
-	.primary_ready = f_pready, .init_primary = f_init, .promote = f_promote,
-	.scale_target = f_scale, .set_weight = f_weight, .take_sample = f_sample,
-	.run_hooks = f_hooks, .status_changed = f_status,
+	.now_ms = f_now,
+	.target_checksum = f_sum,
+	.target_ready = f_tready,
+	.primary_ready = f_pready,
+	.init_primary = f_init,
+	.promote = f_promote,
+	.scale_target = f_scale,
+	.set_weight = f_weight,
+	.take_sample = f_sample,
+	.run_hooks = f_hooks,
+	.status_changed = f_status,
 };
 
 static void setup_canary(struct fake *f, struct ks_canary *cn)
@@ -81,9 +114,12 @@ static void setup_canary(struct fake *f, struct ks_canary *cn)
 	snprintf(f->checksum, sizeof(f->checksum), "rev1");
 	f->cn = cn;
 	ks_canary_init(cn, &ops, f);
-	cn->an = (struct ks_canary_analysis){.threshold = 2, .max_weight = 30,
-					     .step_weight = 10, .success_rate = true,
-					     .success_min = 99, .duration = true,
+	cn->an = (struct ks_canary_analysis){.threshold = 2,
+					     .max_weight = 30,
+					     .step_weight = 10,
+					     .success_rate = true,
+					     .success_min = 99,
+					     .duration = true,
 					     .duration_max_ms = 500};
 	for (int i = 0; i < KS_HOOK_NTYPES; i++)
 		cn->an.hooks[i] = i != KS_HOOK_EVENT;
@@ -162,10 +198,9 @@ static void test_good_release_succeeds(void **state)
 	assert_string_equal(cn.cond_reason, "Succeeded");
 	assert_string_equal(cn.last_promoted, "rev2");
 	assert_int_equal(ks_canary_status_metric(&cn), 1);
-	assert_string_equal(f.order,
-			    "rollback confirm-rollout pre-rollout rollout "
-			    "rollback rollout rollback rollout rollback rollout "
-			    "confirm-promotion post-rollout ");
+	assert_string_equal(f.order, "rollback confirm-rollout pre-rollout rollout "
+				     "rollback rollout rollback rollout rollback rollout "
+				     "confirm-promotion post-rollout ");
 }
 
 static void test_errors_fail_and_roll_back(void **state)

@@ -50,7 +50,8 @@ static void test_subst(void **state)
 	assert_int_equal(ks_flux_subst(&out, "${MISSING}", vars, true, &err), -EINVAL);
 	assert_string_equal(err.msg, "variable not set (strict mode): \"MISSING\"");
 	assert_int_equal(ks_flux_subst(&out, "a: ${CLUSTER", vars, false, &err), -EINVAL);
-	assert_int_equal(ks_flux_subst(&out, "${CLUSTER/a/b}", vars, false, &err), -EINVAL);
+	assert_int_equal(ks_flux_subst(&out, "${CLUSTER/a/b}", vars, false, &err),
+			 -EINVAL);
 	assert_true(ks_flux_var_name_ok("_a1"));
 	assert_false(ks_flux_var_name_ok("1a"));
 	assert_false(ks_flux_var_name_ok("a-b"));
@@ -96,10 +97,12 @@ static void test_collect_and_generate(void **state)
 	struct co_buf b = CO_BUF_INIT, cmd = CO_BUF_INIT;
 
 	assert_non_null(mkdtemp(dir));
-	co_buf_printf(&cmd,
-		      "cd %s && mkdir -p apps/web base/nested overlay .hidden && "
-		      "touch b.yaml a.yml README.md apps/web/deploy.yaml base/nested/x.yaml "
-		      "overlay/kustomization.yaml overlay/p.yaml .hidden/h.yaml", dir);
+	co_buf_printf(
+		&cmd,
+		"cd %s && mkdir -p apps/web base/nested overlay .hidden && "
+		"touch b.yaml a.yml README.md apps/web/deploy.yaml base/nested/x.yaml "
+		"overlay/kustomization.yaml overlay/p.yaml .hidden/h.yaml",
+		dir);
 	sh(co_buf_cstr(&cmd));
 	assert_null(ks_kpath_kustomization_file(dir));
 	co_buf_reset(&cmd);
@@ -117,13 +120,15 @@ static void test_collect_and_generate(void **state)
 	assert_int_equal(json_array_size(kdirs), 1);
 	assert_string_equal(json_string_value(json_array_get(kdirs, 0)), "overlay");
 	ks_kpath_generate(&b, files, kdirs);
-	assert_non_null(strstr(co_buf_cstr(&b), "kind: Kustomization\nresources:\n- 'a.yml'\n"));
+	assert_non_null(
+		strstr(co_buf_cstr(&b), "kind: Kustomization\nresources:\n- 'a.yml'\n"));
 	assert_non_null(strstr(co_buf_cstr(&b), "- 'overlay'\n"));
 	json_decref(files);
 	json_decref(kdirs);
 	co_buf_reset(&cmd);
 	co_buf_printf(&cmd, "%s/missing", dir);
-	assert_int_equal(ks_kpath_collect(co_buf_cstr(&cmd), &files, &kdirs, &err), -ENOENT);
+	assert_int_equal(ks_kpath_collect(co_buf_cstr(&cmd), &files, &kdirs, &err),
+			 -ENOENT);
 	co_buf_reset(&cmd);
 	co_buf_printf(&cmd, "rm -rf %s", dir);
 	sh(co_buf_cstr(&cmd));

@@ -39,19 +39,22 @@ static void test_requests_and_histogram(void **state)
 	t = co_buf_cstr(&b);
 	assert_int_equal(count(t, "# TYPE http_requests_total counter\n"), 1);
 	assert_int_equal(count(t, "# TYPE http_request_duration_seconds histogram\n"), 1);
-	assert_non_null(strstr(t, "http_requests_total{namespace=\"core\",app=\"podinfo\","
-				  "version=\"6.5.0\",code=\"200\"} 2\n"));
+	assert_non_null(strstr(t,
+			       "http_requests_total{namespace=\"core\",app=\"podinfo\","
+			       "version=\"6.5.0\",code=\"200\"} 2\n"));
 	assert_non_null(strstr(t, "code=\"500\"} 1\n"));
 	assert_non_null(strstr(t, "app=\"we\\\"ird\\\\\""));
-	assert_non_null(strstr(t, "http_request_duration_seconds_bucket{namespace=\"core\","
-				  "app=\"podinfo\",version=\"6.5.0\",le=\"0.005\"} 1\n"));
+	assert_non_null(strstr(t,
+			       "http_request_duration_seconds_bucket{namespace=\"core\","
+			       "app=\"podinfo\",version=\"6.5.0\",le=\"0.005\"} 1\n"));
 	assert_non_null(strstr(t, "version=\"6.5.0\",le=\"0.25\"} 2\n"));
 	assert_non_null(strstr(t, "version=\"6.5.0\",le=\"10\"} 2\n"));
 	assert_non_null(strstr(t, "version=\"6.5.0\",le=\"+Inf\"} 3\n"));
 	assert_non_null(strstr(t, "http_request_duration_seconds_sum{namespace=\"core\","
 				  "app=\"podinfo\",version=\"6.5.0\"} 20.203"));
-	assert_non_null(strstr(t, "http_request_duration_seconds_count{namespace=\"core\","
-				  "app=\"podinfo\",version=\"6.5.0\"} 3\n"));
+	assert_non_null(strstr(t,
+			       "http_request_duration_seconds_count{namespace=\"core\","
+			       "app=\"podinfo\",version=\"6.5.0\"} 3\n"));
 	/* every line is a comment or "name{labels} value" */
 	for (const char *line = t; *line;) {
 		const char *nl = strchr(line, '\n');
@@ -72,12 +75,18 @@ static void test_extra_series_and_cost(void **state)
 	double cpu = ks_cost_cpu_seconds(100, 1000, 5, 1.0);
 	double cpu2 = ks_cost_cpu_seconds(100, 1000, 5, 1.5);
 	struct ks_metrics_pod pods[] = {
-		{"core", "podinfo-abc-12345", "podinfo", cpu, ks_cost_memory_bytes(64, 0, 1)},
+		{"core", "podinfo-abc-12345", "podinfo", cpu,
+		 ks_cost_memory_bytes(64, 0, 1)},
 	};
 	struct ks_metrics_canary can[] = {{"core", "podinfo", "podinfo", 0, 20, 0}};
-	struct ks_metrics_extra x = {.cluster = "c1", .version = "v1.27.1+k3s1",
-				     .overhead = 1.5, .pods = pods, .n_pods = 1,
-				     .canaries = can, .n_canaries = 1, .objects = 7,
+	struct ks_metrics_extra x = {.cluster = "c1",
+				     .version = "v1.27.1+k3s1",
+				     .overhead = 1.5,
+				     .pods = pods,
+				     .n_pods = 1,
+				     .canaries = can,
+				     .n_canaries = 1,
+				     .objects = 7,
 				     .uptime_seconds = 3};
 	const char *t;
 
@@ -86,10 +95,12 @@ static void test_extra_series_and_cost(void **state)
 	assert_true(fabs(ks_cost_memory_bytes(64, 0, 2) - 2 * 80 * 1048576.0) < 1e-3);
 	ks_metrics_render(&b, m, &x);
 	t = co_buf_cstr(&b);
-	assert_non_null(strstr(t, "container_cpu_usage_seconds_total{namespace=\"core\","
-				  "pod=\"podinfo-abc-12345\",container=\"podinfo\"} 5.4"));
-	assert_non_null(strstr(t, "container_memory_working_set_bytes{namespace=\"core\","
-				  "pod=\"podinfo-abc-12345\",container=\"podinfo\"} 83886080\n"));
+	assert_non_null(strstr(t,
+			       "container_cpu_usage_seconds_total{namespace=\"core\","
+			       "pod=\"podinfo-abc-12345\",container=\"podinfo\"} 5.4"));
+	assert_non_null(
+		strstr(t, "container_memory_working_set_bytes{namespace=\"core\","
+			  "pod=\"podinfo-abc-12345\",container=\"podinfo\"} 83886080\n"));
 	assert_non_null(strstr(t, "flagger_canary_status{name=\"podinfo\","
 				  "namespace=\"core\"} 0\n"));
 	assert_non_null(strstr(t, "flagger_canary_weight{workload=\"podinfo\","
