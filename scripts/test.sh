@@ -39,6 +39,7 @@ if configure build-asan -Db_sanitize=address,undefined -Db_lundef=false \
      -Dbuildtype=debug && ninja -C build-asan; then
   echo "== test (sanitizers: unit suite)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  LSAN_OPTIONS=suppressions="$PWD/tests/lsan.supp":print_suppressions=0 \
     meson test -C build-asan --suite unit --num-processes "$jobs" --print-errorlogs || status=1
   logs+=(build-asan/meson-logs/testlog.json)
 else

@@ -837,7 +837,7 @@ static void handle_openapi(struct ks_apiserver *srv, struct co_http_req *req,
 		co_http_respond_json(req, 200, json_pack("{s:{}}", "paths"));
 	} else if (accept && strstr(accept, "protobuf")) {
 		co_http_respond(req, 200,
-				"application/com.github.proto-openapi.spec.v2@v1.0+protobuf", "",
+				"application/com.github.proto-openapi.spec.v2.v1.0+protobuf", "",
 				0);
 	} else {
 		co_http_respond_json(req, 200, json_pack(

@@ -23,7 +23,9 @@
 #include "sim/cluster.h"
 #include "sim/controllers.h"
 #include "sim/ingress.h"
+#include "base/base64.h"
 #include "sim/resources.h"
+#include "sim/tls.h"
 
 struct ks_cluster {
 	uv_loop_t *loop;
@@ -38,7 +40,9 @@ struct ks_cluster {
 	struct ks_store *store;
 	struct ks_registry *reg;
 	struct ks_watch *crd_watch;
-	struct ks_apiserver *api;
+	struct ks_apiserver *api;   /* plain HTTP on an internal loopback port */
+	struct ks_tls_proxy *tls;   /* the cluster's public API port */
+	char *cert_pem;
 	struct ks_ingress *ingress;
 	struct ks_controllers *ctl; /* Flux, Deployments, apps, Flagger, /metrics */
 	uv_timer_t *boot; /* heap, freed in its close callback */
@@ -88,13 +92,15 @@ out:
 static int write_kubeconfig(struct ks_cluster *c, struct co_error *err)
 {
 	char *path = co_asprintf("%s/kubeconfig", c->dir);
+	char *ca = co_base64_encode(c->cert_pem, strlen(c->cert_pem));
 	char *text = co_asprintf(
 		"apiVersion: v1\n"
 		"kind: Config\n"
 		"clusters:\n"
 		"- name: kubesim-%s\n"
 		"  cluster:\n"
-		"    server: http://127.0.0.1:%d\n"
+		"    server: https://127.0.0.1:%d\n"
+		"    certificate-authority-data: %s\n"
 		"contexts:\n"
 		"- name: kubesim-%s\n"
 		"  context:\n"
@@ -106,9 +112,10 @@ static int write_kubeconfig(struct ks_cluster *c, struct co_error *err)
 		"  user:\n"
 		"    token: %s\n"
 		"preferences: {}\n",
-		c->name, ks_apiserver_port(c->api), c->name, c->name, c->name, c->name, c->name,
-		c->token);
+		c->name, ks_tls_proxy_port(c->tls), ca, c->name, c->name, c->name, c->name,
+		c->name, c->token);
 	int rc = write_file_atomic(path, text, err);
+	free(ca);
 	free(text);
 	free(path);
 	return rc;
@@ -195,6 +202,7 @@ static void cluster_free(struct ks_cluster *c)
 	free(c->image);
 	free(c->dir);
 	free(c->token);
+	free(c->cert_pem);
 	free(c);
 }
 
@@ -284,8 +292,11 @@ int ks_cluster_new(struct ks_cluster **ret, uv_loop_t *loop,
 					.resource = "customresourcedefinitions" };
 	if ((rc = ks_store_watch(&c->crd_watch, c->store, &crds, 0, crd_event, c, err)) < 0)
 		goto fail;
+	char *key_pem = NULL;
+	if ((rc = ks_tls_material(c->dir, &c->cert_pem, &key_pem, err)) < 0)
+		goto fail;
 	struct ks_apiserver_opts ao = {
-		.port = opts->api_port,
+		.port = 0,
 		.token = c->token,
 		.git_version = c->git_version,
 		.major = major,
@@ -294,15 +305,26 @@ int ks_cluster_new(struct ks_cluster **ret, uv_loop_t *loop,
 		.reg = c->reg,
 		.state = &c->state,
 	};
-	if ((rc = ks_apiserver_new(&c->api, loop, &ao, err)) < 0)
+	if ((rc = ks_apiserver_new(&c->api, loop, &ao, err)) < 0) {
+		free(key_pem);
 		goto fail;
+	}
+	struct ks_tls_proxy_opts to = {
+		.port = opts->api_port,
+		.backend_port = ks_apiserver_port(c->api),
+		.cert_pem = c->cert_pem,
+		.key_pem = key_pem,
+	};
+	rc = ks_tls_proxy_new(&c->tls, loop, &to, err);
+	free(key_pem);
 	struct ks_ingress_opts io = { .port = opts->ingress_port, .store = c->store,
 				      .state = &c->state };
-	if ((rc = ks_ingress_new(&c->ingress, loop, &io, err)) < 0) {
-		/* the API listener must close before the cluster can be freed */
-		struct ks_apiserver *api = c->api;
-		c->api = NULL;
-		ks_apiserver_close(api, NULL, NULL);
+	if (rc < 0 || (rc = ks_ingress_new(&c->ingress, loop, &io, err)) < 0) {
+		/* listeners must close before the cluster can be freed; nothing has been
+		 * accepted yet, so the store is not in use */
+		ks_apiserver_close(c->api, NULL, NULL);
+		if (c->tls)
+			ks_tls_proxy_close(c->tls, NULL, NULL);
 		goto fail;
 	}
 	if ((rc = write_kubeconfig(c, err)) < 0) {
@@ -344,7 +366,7 @@ struct ks_store *ks_cluster_store(struct ks_cluster *c)
 
 int ks_cluster_api_port(const struct ks_cluster *c)
 {
-	return ks_apiserver_port(c->api);
+	return ks_tls_proxy_port(c->tls);
 }
 
 int ks_cluster_ingress_port(const struct ks_cluster *c)
@@ -414,12 +436,12 @@ json_t *ks_cluster_describe(const struct ks_cluster *c, bool with_secrets)
 {
 	char ts[32], server[64];
 	co_time_rfc3339(c->created_ms, ts, sizeof(ts));
-	snprintf(server, sizeof(server), "http://127.0.0.1:%d", ks_apiserver_port(c->api));
+	snprintf(server, sizeof(server), "https://127.0.0.1:%d", ks_tls_proxy_port(c->tls));
 	char *kc = co_asprintf("%s/kubeconfig", c->dir);
 	json_t *d = json_pack(
 		"{s:s, s:s, s:s, s:i, s:i, s:s, s:s, s:b, s:s, s:s, s:I, s:o, s:I}", "name",
 		c->name, "image", c->image, "version", c->git_version, "apiPort",
-		ks_apiserver_port(c->api), "ingressPort", ks_ingress_port(c->ingress), "server",
+		ks_tls_proxy_port(c->tls), "ingressPort", ks_ingress_port(c->ingress), "server",
 		server, "kubeconfig", kc, "ready", c->state.ready, "status",
 		c->state.ready ? "Ready" : "Provisioning", "createdAt", ts, "createdMs",
 		(json_int_t)c->created_ms, "faults", ks_faults_to_json(&c->state.faults),
@@ -451,7 +473,8 @@ void ks_cluster_close(struct ks_cluster *c, bool remove_files, void (*cb)(void *
 	stop_boot_timer(c);
 	ks_controllers_stop(c->ctl);
 	c->ctl = NULL;
-	c->closing = 2;
+	c->closing = 3;
+	ks_tls_proxy_close(c->tls, part_closed, c);
 	ks_apiserver_close(c->api, part_closed, c);
 	ks_ingress_close(c->ingress, part_closed, c);
 }

@@ -2,9 +2,11 @@
  * ks_cluster: one simulated Kubernetes cluster.
  *
  * Owns the cluster's object store (persisted as DIR/<name>/objects.json), its
- * API-resource registry (kept in sync with the CRDs in the store), the API server and
- * the ingress listener, the kubeconfig file (DIR/<name>/kubeconfig, mode 0600, bearer
- * token, context "kubesim-<name>"), the injected faults and the readiness clock: a new
+ * API-resource registry (kept in sync with the CRDs in the store), the API server
+ * (HTTPS on the public API port through a ks_tls_proxy, certificate in
+ * DIR/<name>/tls.crt), the ingress listener, the kubeconfig file
+ * (DIR/<name>/kubeconfig, mode 0600, https server with certificate-authority-data,
+ * bearer token, context "kubesim-<name>"), the injected faults and the readiness clock: a new
  * cluster answers 503 on its API for a few (scaled) seconds, like one booting.
  */
 #ifndef KS_CLUSTER_H

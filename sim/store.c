@@ -1951,7 +1951,8 @@ int ks_store_watch(struct ks_watch **ret_watch, struct ks_store *s,
 				  (unsigned long long)s->hist_floor);
 		goto fail;
 	}
-	w->seen_rv = s->rv;
+	/* a resourceVersion ahead of the store starts there, as Kubernetes waits for it */
+	w->seen_rv = from_rv > s->rv ? from_rv : s->rv;
 	w->next = s->watches;
 	s->watches = w;
 	*ret_watch = w;
@@ -1981,7 +1982,7 @@ int ks_store_watch(struct ks_watch **ret_watch, struct ks_store *s,
 			json_decref(snap);
 		}
 	} else {
-		uint64_t upto = w->seen_rv;
+		uint64_t upto = s->rv;
 		for (size_t i = 0; i < s->hist_len && !w->cancelled; i++) {
 			struct event *e = &s->history[(s->hist_start + i) % KS_STORE_HISTORY];
 			if (e->rv <= from_rv || e->rv > upto || !watch_wants(w, e->kind, e->obj))

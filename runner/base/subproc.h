@@ -8,6 +8,10 @@
  * otherwise it runs exactly once with the result. co_subproc_cancel() kills the child
  * and the callback reports status -ECANCELED. Handles are closed before the callback
  * runs, so a loop with nothing else pending ends right after it.
+ *
+ * The child runs in its own session; deadline and cancel signals go to its whole
+ * process group. SIGPIPE is set to ignored if it had the default disposition (a child
+ * that exits without reading its stdin must not kill the process).
  */
 #ifndef CO_BASE_SUBPROC_H
 #define CO_BASE_SUBPROC_H
@@ -52,7 +56,8 @@ typedef void (*co_subproc_cb)(struct co_subproc_result *res, void *data);
 
 /* Start a child. *ret_proc (may be NULL) is a handle valid until the callback has
  * run, usable to cancel. Returns 0 or a negative error (spawn failure: ENOENT for a
- * missing program), with err filled: "spawn 'k3d': no such file or directory". */
+ * missing program), with err filled: "spawn 'k3d': no such file or directory". After
+ * a spawn failure, internal handles still close on the loop's next run. */
 int co_subproc_run(uv_loop_t *loop, struct co_subproc **ret_proc,
 		   const struct co_subproc_opts *opts, co_subproc_cb cb, void *data,
 		   struct co_error *err);

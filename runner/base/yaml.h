@@ -2,13 +2,16 @@
  * YAML <-> JSON (jansson), the way Kubernetes reads manifests.
  *
  * Loading: libyaml events -> jansson values, for multi-document streams. Anchors and
- * aliases are expanded (with a bound on expansion to stop "billion laughs"), block and
+ * aliases are expanded (with a bound on expansion to stop "billion laughs"; each alias
+ * is a deep copy, so editing one occurrence leaves the others alone), block and
  * flow styles both work, and plain scalars resolve like sigs.k8s.io/yaml (YAML 1.1 for
- * booleans: true/false/yes/no/on/off in any of their cases; ~/null/empty -> null;
- * ints incl. 0x/0o and YAML 1.1 octal, floats incl. .inf/.nan); quoted and block scalars
- * and explicitly tagged !!str always stay strings. Merge keys (<<) are honoured. Empty
- * documents (only "---" or comments) are skipped. Mapping keys become strings.
- * Errors carry "file:line:col: problem" in err.
+ * booleans: true/false/yes/no/on/off and y/n in any of their cases; ~/null/empty ->
+ * null; ints incl. 0x/0o/0b, YAML 1.1 octal and '_' separators, floats incl. .inf/.nan);
+ * quoted and block scalars and explicitly tagged !!str always stay strings. JSON has no
+ * .inf/.nan, so those are rejected like kubectl does. Merge keys (<<) are honoured
+ * (explicit keys win). Empty documents (only "---", comments, or a null) are skipped.
+ * Mapping keys become strings ("yes:" -> "true", "0x10:" -> "16"); duplicate keys and
+ * collection keys are errors. Errors carry "file:line:col: problem" in err.
  *
  * Dumping: jansson -> block-style YAML as kubectl writes it; strings that would
  * resolve to something else ("true", "1.0", "null", "", leading/trailing space,

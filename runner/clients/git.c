@@ -637,6 +637,11 @@ static void work_cb(uv_work_t *req)
 		break;
 	}
 	w->res.status = rc;
+	if (rc < 0) {
+		/* A failed read delivers no partial file map. */
+		json_decref(w->res.files);
+		w->res.files = NULL;
+	}
 	if (rc < 0 && !w->res.err.msg[0])
 		co_error_set(&w->res.err, rc, "git: %s", strerror(-rc));
 }

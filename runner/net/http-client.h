@@ -28,8 +28,12 @@ struct co_http_call;
 
 struct co_http_response {
 	int status;                  /* 0 on success of the transfer, or negative: -ETIMEDOUT
-				      * (deadline), -ECONNREFUSED, -ECANCELED, -EPROTO (TLS,
-				      * bad response), -E2BIG (body over max_body), -EIO */
+				      * (deadline or connect timeout), -ECONNREFUSED,
+				      * -ECONNRESET and other socket errnos (-ENOENT for a
+				      * missing unix socket), -EHOSTUNREACH (name not
+				      * resolved), -ECANCELED, -EPROTO (TLS, bad response),
+				      * -E2BIG (body over max_body), -EIO (anything else,
+				      * e.g. a body cut short) */
 	long code;                   /* HTTP status code, 0 when no response arrived */
 	struct co_buf headers;       /* raw header block of the final response */
 	struct co_buf body;          /* whole body unless on_data was set */

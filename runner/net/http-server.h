@@ -55,7 +55,9 @@ struct co_http_server_opts {
 typedef void (*co_http_handler)(struct co_http_req *req, void *data);
 
 /* Create and bind; returns 0 or a negative uv error code (e.g. UV_EADDRINUSE) with err
- * filled: "listen on '127.0.0.1:8080': address already in use". */
+ * filled: "listen on '127.0.0.1:8080': address already in use". Nothing to release
+ * on failure. Sets SIGPIPE to ignored if it had the default disposition (a client
+ * that resets must not kill the process). */
 int co_http_server_new(struct co_http_server **ret_srv, uv_loop_t *loop,
 		       const struct co_http_server_opts *opts, struct co_error *err);
 
@@ -139,7 +141,7 @@ void co_http_respond_text(struct co_http_req *req, int status, const char *fmt, 
  * Writes are queued; co_http_write returns -EPIPE once the peer has gone. */
 void co_http_begin_chunked(struct co_http_req *req, int status, const char *content_type);
 int co_http_write(struct co_http_req *req, const void *data, size_t len);
-void co_http_end(struct co_http_req *req);
+void co_http_end(struct co_http_req *req);  /* without begin_chunked: an empty 200 */
 
 /* Bytes queued for writing and not yet flushed, so a streaming producer can apply
  * back-pressure. */
