@@ -16,7 +16,7 @@ packages=(
   # real peers: metrics, load balancer, load tools, a reference web server
   prometheus haproxy wrk hey nginx-light
   # process helpers used by scripts
-  procps iproute2
+  procps iproute2 jq
 )
 
 missing=()

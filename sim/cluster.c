@@ -295,6 +295,18 @@ int ks_cluster_new(struct ks_cluster **ret, uv_loop_t *loop,
 	char *key_pem = NULL;
 	if ((rc = ks_tls_material(c->dir, &c->cert_pem, &key_pem, err)) < 0)
 		goto fail;
+	/*
+	 * Listeners on ports the caller asked for are bound before the ones the kernel
+	 * chooses: otherwise an ephemeral bind of this very cluster could be handed the
+	 * port that was requested a moment later (the API backend and the TLS relay
+	 * pick from the same ephemeral range a test or script picked its port from).
+	 */
+	struct ks_ingress_opts io = { .port = opts->ingress_port, .store = c->store,
+				      .state = &c->state };
+	if ((rc = ks_ingress_new(&c->ingress, loop, &io, err)) < 0) {
+		free(key_pem);
+		goto fail;
+	}
 	struct ks_apiserver_opts ao = {
 		.port = 0,
 		.token = c->token,
@@ -307,6 +319,7 @@ int ks_cluster_new(struct ks_cluster **ret, uv_loop_t *loop,
 	};
 	if ((rc = ks_apiserver_new(&c->api, loop, &ao, err)) < 0) {
 		free(key_pem);
+		ks_ingress_close(c->ingress, NULL, NULL);
 		goto fail;
 	}
 	struct ks_tls_proxy_opts to = {
@@ -317,14 +330,11 @@ int ks_cluster_new(struct ks_cluster **ret, uv_loop_t *loop,
 	};
 	rc = ks_tls_proxy_new(&c->tls, loop, &to, err);
 	free(key_pem);
-	struct ks_ingress_opts io = { .port = opts->ingress_port, .store = c->store,
-				      .state = &c->state };
-	if (rc < 0 || (rc = ks_ingress_new(&c->ingress, loop, &io, err)) < 0) {
+	if (rc < 0) {
 		/* listeners must close before the cluster can be freed; nothing has been
 		 * accepted yet, so the store is not in use */
 		ks_apiserver_close(c->api, NULL, NULL);
-		if (c->tls)
-			ks_tls_proxy_close(c->tls, NULL, NULL);
+		ks_ingress_close(c->ingress, NULL, NULL);
 		goto fail;
 	}
 	if ((rc = write_kubeconfig(c, err)) < 0) {

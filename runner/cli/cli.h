@@ -34,7 +34,9 @@ int co_cli_usage_error(const char *cmd, const char *fmt, ...)
 
 int cmd_version(int argc, char **argv);
 int cmd_help(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 int cmd_traffic(int argc, char **argv);
 int cmd_loadtest(int argc, char **argv);
+int cmd_cluster(int argc, char **argv);
 
 #endif

@@ -8,7 +8,9 @@
 #include <string.h>
 
 const struct co_cli_command co_cli_commands[] = {
+	{ "compare", cmd_compare, "judge a candidate cluster against a baseline from Prometheus" },
 	{ "help", cmd_help, "show help for cutover or one of its commands" },
+	{ "cluster", cmd_cluster, "create, delete, list and inspect clusters (sim, k3d, exec)" },
 	{ "traffic", cmd_traffic, "show and shift load-balancer traffic between clusters" },
 	{ "loadtest", cmd_loadtest, "generate HTTP load (hey-compatible flags) and report" },
 	{ "version", cmd_version, "print the version of cutover" },

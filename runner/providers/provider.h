@@ -18,6 +18,7 @@
 #define CO_PROVIDERS_PROVIDER_H
 
 #include <jansson.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "base/error.h"
@@ -68,6 +69,8 @@ struct co_provider_opts {
 	const char *sim_url;      /* sim: kubesim control URL (default: read from
 				   * <state_dir>/kubesim/kubesim.url) */
 	const char *exec_path;    /* exec: the plugin executable */
+	uint64_t exec_timeout_ms; /* exec: deadline of one plugin run; 0 = 30 min for
+				   * create and delete, 2 min for get and list */
 	const char *k3d_path;     /* k3d: binary, default "k3d" from PATH */
 };
 
@@ -100,6 +103,10 @@ static inline int co_provider_list(struct co_provider *p, co_provider_cb cb, voi
 {
 	return p->ops->list(p, cb, data, err);
 }
+
+/* 1 when name is a DNS-1123 label (at most 63 of a-z, 0-9, '-', not starting or
+ * ending with '-'): what every provider accepts as a cluster name. */
+int co_provider_name_valid(const char *name);
 
 /* "rancher/k3s:v1.27.1-k3s1" -> "v1.27.1+k3s1"; "kindest/node:v1.29.2" -> "v1.29.2".
  * Returns a new string or NULL when the tag is not a Kubernetes version. */
