@@ -77,6 +77,12 @@ create_cluster() { # name image
 }
 
 token() { awk '/token:/ {print $2}' "$STATE/$1/kubeconfig"; }
+# curl against a cluster's HTTPS API with its CA and token: kcurl cluster args...
+kcurl() {
+	local c=$1
+	shift
+	curl --cacert "$STATE/$c/tls.crt" -H "Authorization: Bearer $(token "$c")" "$@"
+}
 api() { awk '/server:/ {print $2}' "$STATE/$1/kubeconfig"; }
 ingress_port() {
 	curl -sf "$URL/clusters/$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ingressPort"])'
@@ -86,8 +92,7 @@ ingress_port() {
 apply() { # cluster file
 	local path code
 	path=$(python3 "$(dirname "${BASH_SOURCE[0]}")/kubesim-path.py" "$2") || die "path of $2"
-	code=$(curl -s -o "$T/apply.out" -w '%{http_code}' -X PATCH \
-		-H "Authorization: Bearer $(token "$1")" \
+	code=$(kcurl "$1" -s -o "$T/apply.out" -w '%{http_code}' -X PATCH \
 		-H 'Content-Type: application/apply-patch+yaml' --data-binary @"$2" \
 		"$(api "$1")$path?fieldManager=test&force=true")
 	case "$code" in 200|201) return 0 ;; esac
@@ -113,8 +118,7 @@ for i, d in enumerate(docs):
 # JSON merge patch (what kubectl annotate/patch send): cluster path json
 merge_patch() {
 	local code
-	code=$(curl -s -o "$T/patch.out" -w '%{http_code}' -X PATCH \
-		-H "Authorization: Bearer $(token "$1")" \
+	code=$(kcurl "$1" -s -o "$T/patch.out" -w '%{http_code}' -X PATCH \
 		-H 'Content-Type: application/merge-patch+json' --data-binary "$3" \
 		"$(api "$1")$2?fieldManager=kubectl-annotate")
 	[ "$code" = 200 ] && return 0
@@ -128,7 +132,7 @@ request_reconcile() { # cluster path value
 }
 
 get() { # cluster path -> JSON on stdout
-	curl -s -H "Authorization: Bearer $(token "$1")" "$(api "$1")$2"
+	kcurl "$1" -s "$(api "$1")$2"
 }
 
 # jq-like field read with python: get_field cluster path 'expr on o'

@@ -152,8 +152,12 @@ spec:
       name: missing-but-optional
       optional: true
 Y
-# apps first: it must wait for infra (DependencyNotReady), then converge
-for f in ns repo apps; do apply c1 "$T/b/$f.yaml" || die "bootstrap $f"; done
+# the bootstrap goes in with the real kubectl, apps first: it must wait for infra
+# (DependencyNotReady), then converge
+kc() { kubectl --kubeconfig "$STATE/c1/kubeconfig" --request-timeout=10s "$@"; }
+for f in ns repo apps; do
+	kc apply --server-side -f "$T/b/$f.yaml" >/dev/null || die "kubectl apply $f"
+done
 KAPI=/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations
 GAPI=/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories
 ready_rev() { # path rev
@@ -161,12 +165,15 @@ ready_rev() { # path rev
 		cond c1 "$1" Ready | grep -q '^True ReconciliationSucceeded'
 }
 wait_for deps 5 sh -c "true" # let the first reconcile run
-wait_for "dependency wait" 5 sh -c "$(declare -f field get token api cond); T=$T STATE=$STATE; cond c1 $KAPI/apps Ready | grep -q '^False DependencyNotReady .*flux-system/infra'" &&
+wait_for "dependency wait" 5 sh -c "$(declare -f field get token api cond kcurl); T=$T STATE=$STATE; cond c1 $KAPI/apps Ready | grep -q '^False DependencyNotReady .*flux-system/infra'" &&
 	ok "apps waits for infra: DependencyNotReady" ||
 	fail "no DependencyNotReady: $(cond c1 $KAPI/apps Ready)"
-apply c1 "$T/b/infra.yaml" || die "bootstrap infra"
+kc apply --server-side -f "$T/b/infra.yaml" >/dev/null || die "kubectl apply infra"
+kc -n flux-system wait --for=condition=ready kustomization/apps --timeout=20s >/dev/null &&
+	ok "kubectl wait --for=condition=ready kustomization/apps" ||
+	fail "kubectl wait: $(cond c1 /apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/apps Ready)"
 
-wait_for "source ready" 10 sh -c "$(declare -f field get token api cond); T=$T STATE=$STATE; cond c1 $GAPI/flux-system Ready | grep -q '^True Succeeded'"
+wait_for "source ready" 10 sh -c "$(declare -f field get token api cond kcurl); T=$T STATE=$STATE; cond c1 $GAPI/flux-system Ready | grep -q '^True Succeeded'"
 c=$(cond c1 $GAPI/flux-system Ready)
 [ "$c" = "True Succeeded stored artifact for revision 'main@sha1:$HEAD1'" ] &&
 	ok "GitRepository Ready: $c" || fail "GitRepository Ready: '$c'"
@@ -233,7 +240,7 @@ if wait_for "new commit" 5 ready_rev $KAPI/apps "main@sha1:$HEAD2"; then
 else
 	fail "new commit not applied: $(cond c1 $KAPI/apps Ready)"
 fi
-code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(token c1)" "$(api c1)/api/v1/namespaces/web/services/extra")
+code=$(kcurl c1 -s -o /dev/null -w '%{http_code}' "$(api c1)/api/v1/namespaces/web/services/extra")
 [ "$code" = 404 ] && ok "pruned the service that left the repo" || fail "extra service: $code"
 wait_for "6.5.1 serving" 5 sh -c "curl -s -H 'Host: podinfo.web' http://127.0.0.1:$ING/ | grep -q '\"version\":\"6.5.1\"'" &&
 	ok "rollout: 6.5.1 serves" || fail "rollout did not reach the ingress"
@@ -259,7 +266,7 @@ h=$(field c1 $GAPI/flux-system "o['status'].get('lastHandledReconcileAt')")
 [ "$h" = "2026-01-01T00:00:00.1" ] && ok "lastHandledReconcileAt echoed" || fail "lastHandledReconcileAt: $h"
 # on a Kustomization: reconciles (same revision) and echoes it
 request_reconcile c1 $KAPI/infra "2026-01-01T00:00:01" || fail "annotate infra"
-wait_for "infra handled" 3 sh -c "$(declare -f field get token api); T=$T STATE=$STATE; field c1 $KAPI/infra \"o['status'].get('lastHandledReconcileAt')\" | grep -q 2026-01-01T00:00:01" &&
+wait_for "infra handled" 3 sh -c "$(declare -f field get token api kcurl); T=$T STATE=$STATE; field c1 $KAPI/infra \"o['status'].get('lastHandledReconcileAt')\" | grep -q 2026-01-01T00:00:01" &&
 	ok "Kustomization lastHandledReconcileAt echoed" ||
 	fail "Kustomization requestedAt: $(field c1 $KAPI/infra "o['status']")"
 
@@ -274,7 +281,7 @@ Y
 commit "psp"
 HEAD4=$(git -C "$W" rev-parse HEAD)
 request_reconcile c1 $GAPI/flux-system "2026-01-01T00:00:00.2" || fail "annotate 2"
-wait_for "failure" 5 sh -c "$(declare -f field get token api cond); T=$T STATE=$STATE; cond c1 $KAPI/apps Ready | grep -q '^False ReconciliationFailed'"
+wait_for "failure" 5 sh -c "$(declare -f field get token api cond kcurl); T=$T STATE=$STATE; cond c1 $KAPI/apps Ready | grep -q '^False ReconciliationFailed'"
 c=$(cond c1 $KAPI/apps Ready)
 case "$c" in
 *'PodSecurityPolicy/restricted dry-run failed: no matches for kind "PodSecurityPolicy" in version "policy/v1beta1"'*)
@@ -299,7 +306,7 @@ spec:
     branch: main
 Y
 apply c1 "$T/b/bad.yaml" || fail "apply bad"
-wait_for "bad url" 5 sh -c "$(declare -f field get token api cond); T=$T STATE=$STATE; cond c1 $GAPI/bad Ready | grep -q '^False GitOperationFailed'" &&
+wait_for "bad url" 5 sh -c "$(declare -f field get token api cond kcurl); T=$T STATE=$STATE; cond c1 $GAPI/bad Ready | grep -q '^False GitOperationFailed'" &&
 	ok "bad URL: $(cond c1 $GAPI/bad FetchFailed)" || fail "bad URL: $(cond c1 $GAPI/bad Ready)"
 
 # ---- HelmRelease is accepted and marked simulated ----
@@ -316,10 +323,12 @@ spec:
       chart: flagger
 Y
 apply c1 "$T/b/hr.yaml" || fail "apply helmrelease"
-wait_for "helm" 3 sh -c "$(declare -f field get token api cond); T=$T STATE=$STATE; cond c1 /apis/helm.toolkit.fluxcd.io/v2/namespaces/flux-system/helmreleases/flagger Ready | grep -q '^True .*simulated'" &&
+wait_for "helm" 3 sh -c "$(declare -f field get token api cond kcurl); T=$T STATE=$STATE; cond c1 /apis/helm.toolkit.fluxcd.io/v2/namespaces/flux-system/helmreleases/flagger Ready | grep -q '^True .*simulated'" &&
 	ok "HelmRelease Ready (simulated)" || fail "HelmRelease: $(cond c1 /apis/helm.toolkit.fluxcd.io/v2/namespaces/flux-system/helmreleases/flagger Ready)"
 
 # ---- SIGKILL and restart: controllers resume on the restored cluster ----
+n=$(kc get deploy podinfo -n web -o jsonpath='{.status.readyReplicas}/{.spec.replicas}' 2>&1)
+[ "$n" = 2/2 ] && ok "kubectl get deploy: podinfo 2/2" || fail "kubectl get deploy: $n"
 kill -9 "$PID"
 wait "$PID" 2>/dev/null
 PID=
