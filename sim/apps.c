@@ -6,10 +6,13 @@
  * spec.replicas, each becoming ready after a scaled start delay; when every new pod is
  * ready the pods of older templates go away (a rollout), and status (replicas,
  * updatedReplicas, readyReplicas, availableReplicas, observedGeneration, Available and
- * Progressing) is written through the status subresource. Pods are in-process objects,
- * not Pod resources: each carries what its template says about its behaviour (image
- * tag as version, FAULT_ERROR_RATE, FAULT_LATENCY_MS, CPU_COST_MS, MEMORY_MB) and
- * serves requests the ingress hands it, podinfo-style. Pods are reference counted
+ * Progressing) is written through the status subresource. Pods are in-process objects:
+ * each carries what its template says about its behaviour (image tag as version,
+ * FAULT_ERROR_RATE, FAULT_LATENCY_MS, CPU_COST_MS, MEMORY_MB) and serves requests the
+ * ingress hands it, podinfo-style. Each is mirrored by a Pod object (Pending, then
+ * Running and Ready) so kubectl sees them; the mirror is annotated
+ * kubesim.io/simulated and the ones a previous process left behind are deleted at
+ * start, since their pods died with it. Pods are reference counted
  * because a delayed response may outlive a rollout; a response is recorded in the
  * metrics registry and in the Deployment's analysis window (for Flagger) when it is
  * sent.
@@ -35,7 +38,7 @@ struct deploy;
 
 struct ks_pod {
 	int refs;
-	char *ns, *deploy, *name, *hash, *version, *app, *container, *message;
+	char *ns, *deploy, *name, *hash, *version, *app, *container, *message, *image;
 	uint64_t ready_at; /* loop time (ms) the pod becomes ready */
 	bool ready;
 	double error_rate;
@@ -111,6 +114,7 @@ static void pod_unref(struct ks_pod *p)
 	free(p->app);
 	free(p->container);
 	free(p->message);
+	free(p->image);
 	free(p);
 }
 
@@ -184,6 +188,7 @@ static struct ks_pod *pod_new(struct deploy *d, const json_t *tmpl)
 	p->deploy = co_strdup(d->name);
 	p->name = co_asprintf("%s-%s-%s", d->name, d->hash, suffix);
 	p->hash = co_strdup(d->hash);
+	p->image = co_strdup(ks_or(json_string_value(json_object_get(ct, "image")), ""));
 	p->version = image_tag(json_string_value(json_object_get(ct, "image")));
 	p->app = co_strdup(app ? app : d->name);
 	p->container =
@@ -200,8 +205,72 @@ static struct ks_pod *pod_new(struct deploy *d, const json_t *tmpl)
 	return p;
 }
 
+/* ---- Pod objects: what kubectl get pods shows of the in-process pods ---- */
+
+#define SIM_ANNOTATION "kubesim.io/simulated"
+
+static void pod_object_create(struct deploy *d, struct ks_pod *p, const json_t *tmpl)
+{
+	struct ks_key key = {"", "pods", p->ns, p->name};
+	json_t *labels = json_deep_copy(ks_jget(tmpl, "metadata.labels"));
+	json_t *spec = json_deep_copy(json_object_get(tmpl, "spec"));
+	char *rs = co_asprintf("%s-%s", d->name, d->hash);
+	json_t *obj;
+
+	if (!json_is_object(labels)) {
+		json_decref(labels);
+		labels = json_object();
+	}
+	if (!json_is_object(spec)) {
+		json_decref(spec);
+		spec = json_object();
+	}
+	json_object_set_new(labels, "pod-template-hash", json_string(d->hash));
+	json_object_set_new(spec, "nodeName", json_sprintf("%s-server-0", d->c->name));
+	obj = json_pack("{s:s, s:s, s:{s:s, s:s, s:o, s:{s:s}, s:[{s:s, s:s, s:s, s:b, "
+			"s:b}]}, s:o, s:{s:s}}",
+			"apiVersion", "v1", "kind", "Pod", "metadata", "name", p->name,
+			"namespace", p->ns, "labels", labels, "annotations",
+			SIM_ANNOTATION, "true", "ownerReferences", "apiVersion",
+			"apps/v1", "kind", "ReplicaSet", "name", rs, "controller", 1,
+			"blockOwnerDeletion", 1, "spec", spec, "status", "phase",
+			"Pending");
+	ks_store_create(d->c->store, &key, obj, "k3s", 0, NULL, NULL);
+	json_decref(obj);
+	free(rs);
+}
+
+static void pod_object_ready(struct deploy *d, struct ks_pod *p)
+{
+	struct ks_key key = {"", "pods", p->ns, p->name};
+	struct ks_apps *a = d->c->apps;
+	char now[40];
+	json_t *obj;
+	unsigned ip = (unsigned)(rnd(a) * 65000) + 2;
+
+	ks_now_rfc3339(now, sizeof(now));
+	obj = json_pack("{s:{s:s, s:s}, s:{s:s, s:s, s:s, s:[{s:s, s:s}, {s:s, s:s}, "
+			"{s:s, s:s}], s:[{s:s, s:s, s:b, s:b, s:i, s:{s:{s:s}}}]}}",
+			"metadata", "name", p->name, "namespace", p->ns, "status",
+			"phase", "Running", "podIP", "", "startTime", now, "conditions",
+			"type", "Initialized", "status", "True", "type", "Ready",
+			"status", "True", "type", "ContainersReady", "status", "True",
+			"containerStatuses", "name", p->container, "image", p->image,
+			"ready", 1, "started", 1, "restartCount", 0, "state", "running",
+			"startedAt", now);
+	json_object_set_new(json_object_get(obj, "status"), "podIP",
+			    json_sprintf("10.42.%u.%u", ip / 256, ip % 256));
+	ks_store_update_status(d->c->store, &key, obj, "k3s", 0, NULL, NULL);
+	json_decref(obj);
+}
+
 static void remove_pod(struct deploy *d, size_t i)
 {
+	struct ks_key key = {"", "pods", d->pods[i]->ns, d->pods[i]->name};
+
+	/* at stop the store is left alone: a restored cluster replaces stale pods */
+	if (!d->c->stopped)
+		ks_store_delete(d->c->store, &key, 0, NULL, NULL);
 	pod_unref(d->pods[i]);
 	memmove(&d->pods[i], &d->pods[i + 1], (d->n_pods - i - 1) * sizeof(*d->pods));
 	d->n_pods--;
@@ -272,8 +341,10 @@ static void reconcile(struct deploy *d)
 	for (i = 0; i < d->n_pods; i++) {
 		struct ks_pod *p = d->pods[i];
 
-		if (!p->ready && p->ready_at <= now)
+		if (!p->ready && p->ready_at <= now) {
 			p->ready = true;
+			pod_object_ready(d, p);
+		}
 		if (!strcmp(p->hash, d->hash))
 			cur++;
 	}
@@ -293,7 +364,8 @@ static void reconcile(struct deploy *d)
 			d->cap_pods = d->cap_pods ? 2 * d->cap_pods : 4;
 			d->pods = co_realloc(d->pods, d->cap_pods * sizeof(*d->pods));
 		}
-		d->pods[d->n_pods++] = pod_new(d, tmpl);
+		d->pods[d->n_pods] = pod_new(d, tmpl);
+		pod_object_create(d, d->pods[d->n_pods++], tmpl);
 		cur++;
 	}
 	for (i = 0; i < d->n_pods; i++)
@@ -393,8 +465,24 @@ int ks_apps_start(struct ks_controllers *c, struct co_error *err)
 {
 	struct ks_watch_filter f = {.group = "apps", .resource = "deployments"};
 
+	struct ks_key pods = {"", "pods", NULL, NULL};
+	json_t *items = NULL, *v;
+	size_t i;
+
 	c->apps = co_calloc(1, sizeof(*c->apps));
 	c->apps->rng = (uint64_t)co_time_mono_ns() | 1;
+	/* pods of a previous run (restored snapshot) are gone with that process */
+	if (ks_store_list(c->store, &pods, NULL, &items, NULL, NULL) == 0)
+		json_array_foreach(items, i, v)
+		{
+			struct ks_key k = {"", "pods", ks_jstr(v, "metadata.namespace"),
+					   ks_jstr(v, "metadata.name")};
+
+			if (json_object_get(ks_jget(v, "metadata.annotations"),
+					    SIM_ANNOTATION))
+				ks_store_delete(c->store, &k, 0, NULL, NULL);
+		}
+	json_decref(items);
 	return ks_store_watch(&c->apps->watch, c->store, &f, 0, on_event, c, err);
 }
 

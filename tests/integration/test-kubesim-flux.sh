@@ -329,6 +329,9 @@ wait_for "helm" 3 sh -c "$(declare -f field get token api cond kcurl); T=$T STAT
 # ---- SIGKILL and restart: controllers resume on the restored cluster ----
 n=$(kc get deploy podinfo -n web -o jsonpath='{.status.readyReplicas}/{.spec.replicas}' 2>&1)
 [ "$n" = 2/2 ] && ok "kubectl get deploy: podinfo 2/2" || fail "kubectl get deploy: $n"
+pods=$(kc get pods -n web -l app=podinfo -o jsonpath='{range .items[*]}{.status.phase}/{.status.conditions[1].status}/{.spec.containers[0].image} {end}' 2>&1)
+[ "$pods" = "Running/True/ghcr.io/stefanprodan/podinfo:6.5.1 Running/True/ghcr.io/stefanprodan/podinfo:6.5.1 " ] &&
+	ok "kubectl get pods: two Running 6.5.1 pods" || fail "pods: '$pods'"
 kill -9 "$PID"
 wait "$PID" 2>/dev/null
 PID=
@@ -338,6 +341,8 @@ HEAD5=$(git -C "$W" rev-parse HEAD)
 start_kubesim
 wait_for "restored app" 10 sh -c "curl -s -H 'Host: podinfo.web' http://127.0.0.1:$ING/ | grep -q '\"version\":\"6.5.1\"'" &&
 	ok "after restart the app serves again" || fail "app after restart"
+n=$(kc get pods -n web -o name 2>/dev/null | wc -l)
+[ "$n" = 2 ] && ok "after restart: 2 pods (stale ones replaced)" || fail "pods after restart: $n"
 # the source interval is 1h now: ask for the new commit
 request_reconcile c1 $GAPI/flux-system "2026-01-01T00:00:00.3" || fail "annotate after restart"
 wait_for "after restart" 5 ready_rev $KAPI/apps "main@sha1:$HEAD5" &&
