@@ -415,16 +415,54 @@ static bool prune_disabled(const json_t *obj)
 	return v && !strcmp(v, "disabled");
 }
 
+/* Delete the objects of inventory entries old that keep (may be NULL) does not list,
+ * except those annotated kustomize.toolkit.fluxcd.io/prune: disabled. */
+static void prune_entries(struct ks_controllers *c, const json_t *old, const json_t *keep)
+{
+	json_t *e, *m;
+	size_t i, j;
+
+	json_array_foreach(old, i, e)
+	{
+		const char *id = json_string_value(json_object_get(e, "id"));
+		const char *v = ks_or(json_string_value(json_object_get(e, "v")), "v1");
+		json_t *live = NULL;
+		bool kept = false;
+		char *p[4];
+		char *apiv;
+		struct ks_gvr g;
+
+		json_array_foreach(keep, j, m) kept |=
+			id &&
+			!strcmp(ks_or(json_string_value(json_object_get(m, "id")), ""),
+				id);
+		if (kept || !id || ks_inventory_parse(id, p) < 0)
+			continue;
+		apiv = *p[2] ? co_asprintf("%s/%s", p[2], v) : co_strdup(v);
+		if (ks_ctl_resolve(c, apiv, p[3], &g, NULL) == 0) {
+			struct ks_key key = {g.group, g.resource, p[0], p[1]};
+
+			if (ks_store_get(c->store, &key, &live, NULL) == 0 &&
+			    !prune_disabled(live))
+				ks_store_delete(c->store, &key, 0, NULL, NULL);
+			json_decref(live);
+		}
+		free(apiv);
+		for (int x = 0; x < 4; x++)
+			free(p[x]);
+	}
+}
+
 static void apply_all(struct kust *k, json_t *docs)
 {
 	struct ks_controllers *c = k->c;
 	const char *target_ns = ks_jstr(k->obj, "spec.targetNamespace");
-	size_t n = json_array_size(docs), i, j;
+	size_t n = json_array_size(docs), i;
 	struct item *items = co_calloc(n ? n : 1, sizeof(*items));
 	struct co_buf errs = CO_BUF_INIT;
 	struct co_error err = CO_ERROR_INIT;
 	bool wait = ks_jbool(k->obj, "spec.wait", false);
-	json_t *old, *e;
+	json_t *e;
 
 	for (i = 0; i < n; i++) {
 		struct item *it = &items[i];
@@ -511,40 +549,9 @@ static void apply_all(struct kust *k, json_t *docs)
 	if (errs.len)
 		goto failed;
 	/* prune what left the inventory */
-	old = ks_jget(k->obj, "status.inventory.entries");
 	if (ks_jbool(k->obj, "spec.prune", false))
-		json_array_foreach(old, i, e)
-		{
-			const char *id = json_string_value(json_object_get(e, "id"));
-			json_t *m, *live = NULL;
-			bool keep = false;
-			char *p[4];
-			char *apiv;
-			struct ks_gvr g;
-
-			json_array_foreach(k->inventory, j, m) keep |=
-				!strcmp(json_string_value(json_object_get(m, "id")), id);
-			if (keep || !id || ks_inventory_parse(id, p) < 0)
-				continue;
-			apiv = *p[2] ? co_asprintf("%s/%s", p[2],
-						   ks_or(json_string_value(
-								 json_object_get(e, "v")),
-							 "v1"))
-				     : co_strdup(ks_or(
-					       json_string_value(json_object_get(e, "v")),
-					       "v1"));
-			if (ks_ctl_resolve(c, apiv, p[3], &g, NULL) == 0) {
-				struct ks_key key = {g.group, g.resource, p[0], p[1]};
-
-				if (ks_store_get(c->store, &key, &live, NULL) == 0 &&
-				    !prune_disabled(live))
-					ks_store_delete(c->store, &key, 0, NULL, NULL);
-				json_decref(live);
-			}
-			free(apiv);
-			for (int x = 0; x < 4; x++)
-				free(p[x]);
-		}
+		prune_entries(c, ks_jget(k->obj, "status.inventory.entries"),
+			      k->inventory);
 	/* explicit health checks */
 	json_array_foreach(ks_jget(k->obj, "spec.healthChecks"), i, e)
 	{
@@ -1081,6 +1088,11 @@ static void on_event(const struct ks_event *ev, void *data)
 			s->items[idx] = s->items[--s->n];
 			kust_drop(k);
 		}
+		/* Flux's finalizer: a pruning Kustomization takes its objects with it */
+		if (ks_jbool(ev->obj, "spec.prune", false) &&
+		    !ks_jbool(ev->obj, "spec.suspend", false))
+			prune_entries(c, ks_jget(ev->obj, "status.inventory.entries"),
+				      NULL);
 		return;
 	}
 	if (!k) {

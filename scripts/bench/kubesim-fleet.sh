@@ -65,7 +65,8 @@ Y
 			"d.yaml /apis/apps/v1/namespaces/$ns/deployments/podinfo" \
 			"s.yaml /api/v1/namespaces/$ns/services/podinfo"; do
 			set -- $pair
-			curl -sf -o /dev/null -X PATCH -H "Authorization: Bearer $tok" \
+			curl -sf -o /dev/null -X PATCH --cacert "$T/state/c$i/tls.crt" \
+				-H "Authorization: Bearer $tok" \
 				-H 'Content-Type: application/apply-patch+yaml' \
 				--data-binary @"$T/$1" "$srv$2?fieldManager=bench&force=true" ||
 				fails=$((fails + 1))

@@ -349,6 +349,13 @@ wait_for "after restart" 5 ready_rev $KAPI/apps "main@sha1:$HEAD5" &&
 	ok "after restart a new commit is applied" ||
 	fail "after restart: $(cond c1 $KAPI/apps Ready)"
 
+# ---- deleting a pruning Kustomization garbage-collects its objects ----
+code=$(kcurl c1 -s -o /dev/null -w '%{http_code}' -X DELETE "$(api c1)$KAPI/apps")
+[ "$code" = 200 ] || fail "delete kustomization: $code"
+wait_for "gc" 3 sh -c "[ \"\$(curl -s --cacert $STATE/c1/tls.crt -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer $(token c1)' $(api c1)/apis/apps/v1/namespaces/web/deployments/podinfo)\" = 404 ]" &&
+	ok "deleting the Kustomization pruned its Deployment" ||
+	fail "deployment left after the Kustomization was deleted"
+
 # ---- deleting the cluster stops its controllers ----
 code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$URL/clusters/c1")
 case "$code" in 200|202|204) ok "cluster deleted ($code)" ;; *) fail "delete: $code" ;; esac
