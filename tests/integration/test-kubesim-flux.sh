@@ -63,7 +63,7 @@ spec:
         image: ghcr.io/stefanprodan/podinfo:$1
         env:
         - name: PODINFO_UI_MESSAGE
-          value: "hello \${CLUSTER} from \${REGION:=westeurope} \$\${KEEP}"
+          value: "hello \${CLUSTER} from \${REGION:=westeurope} \$\${KEEP} \${TIER:-none}"
 Y
 }
 write_deploy 6.5.0
@@ -109,8 +109,18 @@ spec:
   ref:
     branch: main
 Y
+cat >"$T/b/secret.yaml" <<'Y'
+apiVersion: v1
+kind: Secret
+metadata:
+  name: cluster-secrets
+  namespace: flux-system
+data:
+  TIER: Z29sZA==
+Y
+# infra uses an older served version of the kind
 cat >"$T/b/infra.yaml" <<'Y'
-apiVersion: kustomize.toolkit.fluxcd.io/v1
+apiVersion: kustomize.toolkit.fluxcd.io/v1beta2
 kind: Kustomization
 metadata:
   name: infra
@@ -151,11 +161,13 @@ spec:
     - kind: Secret
       name: missing-but-optional
       optional: true
+    - kind: Secret
+      name: cluster-secrets
 Y
 # the bootstrap goes in with the real kubectl, apps first: it must wait for infra
 # (DependencyNotReady), then converge
 kc() { kubectl --kubeconfig "$STATE/c1/kubeconfig" --request-timeout=10s "$@"; }
-for f in ns repo apps; do
+for f in ns secret repo apps; do
 	kc apply --server-side -f "$T/b/$f.yaml" >/dev/null || die "kubectl apply $f"
 done
 KAPI=/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations
@@ -193,7 +205,7 @@ inv=$(field c1 $KAPI/apps "' '.join(sorted(e['id'] + '@' + e['v'] for e in o['st
 [ "$inv" = "_web__Namespace@v1 web_extra__Service@v1 web_podinfo__Service@v1 web_podinfo_apps_Deployment@v1" ] &&
 	ok "inventory: $inv" || fail "inventory: $inv"
 d=$(field c1 /apis/apps/v1/namespaces/web/deployments/podinfo "'%s %s %s %s' % (o['spec']['replicas'], o['status']['readyReplicas'], o['metadata']['labels']['kustomize.toolkit.fluxcd.io/name'], o['spec']['template']['spec']['containers'][0]['env'][0]['value'])")
-[ "$d" = 'ready 2 2 apps hello c1 from westeurope ${KEEP}' ] || [ "$d" = '2 2 apps hello c1 from westeurope ${KEEP}' ] &&
+[ "$d" = 'ready 2 2 apps hello c1 from westeurope ${KEEP} gold' ] || [ "$d" = '2 2 apps hello c1 from westeurope ${KEEP} gold' ] &&
 	ok "deployment: replicas, readiness, labels, substitution" || fail "deployment: $d"
 a=$(cond c1 /apis/apps/v1/namespaces/web/deployments/podinfo Available)
 [ "$a" = "True MinimumReplicasAvailable Deployment has minimum availability." ] &&
@@ -206,7 +218,7 @@ import json, sys
 o = json.load(sys.stdin)
 assert o["version"] == "6.5.0", o
 assert o["hostname"].startswith("podinfo-"), o
-assert o["message"] == "hello c1 from westeurope ${KEEP}", o
+assert o["message"] == "hello c1 from westeurope ${KEEP} gold", o
 ' && ok "app answers through the ingress: $r" || fail "app: $r"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: podinfo.web:8080' "http://127.0.0.1:$ING/status/418")
 [ "$code" = 418 ] && ok "/status/418 with Host port" || fail "/status: $code"
@@ -265,7 +277,7 @@ fi
 h=$(field c1 $GAPI/flux-system "o['status'].get('lastHandledReconcileAt')")
 [ "$h" = "2026-01-01T00:00:00.1" ] && ok "lastHandledReconcileAt echoed" || fail "lastHandledReconcileAt: $h"
 # on a Kustomization: reconciles (same revision) and echoes it
-request_reconcile c1 $KAPI/infra "2026-01-01T00:00:01" || fail "annotate infra"
+request_reconcile c1 /apis/kustomize.toolkit.fluxcd.io/v1beta2/namespaces/flux-system/kustomizations/infra "2026-01-01T00:00:01" || fail "annotate infra"
 wait_for "infra handled" 3 sh -c "$(declare -f field get token api kcurl); T=$T STATE=$STATE; field c1 $KAPI/infra \"o['status'].get('lastHandledReconcileAt')\" | grep -q 2026-01-01T00:00:01" &&
 	ok "Kustomization lastHandledReconcileAt echoed" ||
 	fail "Kustomization requestedAt: $(field c1 $KAPI/infra "o['status']")"
