@@ -229,6 +229,30 @@ curl -s -H 'Host: podinfo.web' "http://127.0.0.1:$ING/delay/0.3" >/dev/null
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 [ "$ms" -ge 290 ] && ok "/delay/0.3 took ${ms}ms" || fail "/delay took ${ms}ms"
 
+# ---- Ingress objects route by host and path prefix ----
+cat >"$T/ing.yaml" <<'Y'
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: podinfo
+  namespace: web
+spec:
+  rules:
+  - host: podinfo.example.com
+    http:
+      paths:
+      - path: /api
+        pathType: Prefix
+        backend:
+          service: {name: podinfo, port: {number: 80}}
+Y
+apply c1 "$T/ing.yaml" || fail "apply ingress"
+r=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: podinfo.example.com' "http://127.0.0.1:$ING/api/info")
+r2=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: podinfo.example.com' "http://127.0.0.1:$ING/apix")
+r3=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: other.example.com' "http://127.0.0.1:$ING/api/info")
+[ "$r $r2 $r3" = "200 404 404" ] && ok "Ingress host + Prefix path routing" ||
+	fail "Ingress routing: /api/info $r, /apix $r2, other host $r3"
+
 # ---- a new commit reaches lastAppliedRevision within the interval (0.6 s) ----
 write_deploy 6.5.1
 git -C "$W" rm -q apps/web/svc.yaml
