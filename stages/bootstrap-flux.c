@@ -235,8 +235,7 @@ static void enter_checking_api(struct bootstrap *b)
 				  .kind = "Kustomization",
 				  .ns = "flux-system"};
 	struct co_error err = CO_ERROR_INIT;
-	const json_t *cc = co_stage_output(b->sm.run, "create-cluster");
-	const char *kc = json_string_value(json_object_get(cc, "kubeconfig"));
+	const char *kc = co_stages_new_cluster(b->sm.run, "kubeconfig");
 
 	if (!kc) {
 		co_error_set(&err, -EINVAL, "no kubeconfig recorded by create-cluster");

@@ -214,8 +214,7 @@ static void check_next(struct config *c)
 static void enter_waiting(struct config *c)
 {
 	struct co_error err = CO_ERROR_INIT;
-	const char *kc = json_string_value(json_object_get(
-		co_stage_output(c->sm.run, "create-cluster"), "kubeconfig"));
+	const char *kc = co_stages_new_cluster(c->sm.run, "kubeconfig");
 
 	if (!c->kube) {
 		if (!kc) {

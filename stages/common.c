@@ -248,10 +248,28 @@ int co_stages_remove_tree(const char *path)
 	return rc;
 }
 
+const char *co_stages_new_cluster(struct co_stage_run *run, const char *key)
+{
+	const char *v = json_string_value(
+		json_object_get(co_stage_output(run, "create-cluster"), key));
+
+	return v ? v : co_stage_request_str(run, key);
+}
+
+const char *co_stages_gate_url(struct co_stage_run *run)
+{
+	const struct co_pipeline_services *svc =
+		co_pipeline_services(co_stage_pipeline(run));
+	const char *req = co_stages_req(run, "gateUrl", NULL);
+
+	if (req)
+		return req;
+	return svc && svc->gate_url ? svc->gate_url : "";
+}
+
 json_t *co_stages_cluster_vars(struct co_stage_run *run)
 {
-	const json_t *cc = co_stage_output(run, "create-cluster");
-	const char *ingress = json_string_value(json_object_get(cc, "ingress"));
+	const char *ingress = co_stages_new_cluster(run, "ingress");
 	const char *fleet = co_stages_req(run, "fleetRepo", "");
 	const char *base = co_stages_req(run, "gitBaseUrl", NULL);
 	char *derived = NULL;
@@ -268,7 +286,7 @@ json_t *co_stages_cluster_vars(struct co_stage_run *run)
 		      co_stages_req(run, "new", ""), "CLUSTER_ENV",
 		      co_stages_req(run, "env", "staging"), "CLUSTER_LOCATION",
 		      co_stages_req(run, "location", "northeurope"), "CUTOVER_GATE_URL",
-		      co_stages_req(run, "gateUrl", ""), "INGRESS_URL",
+		      co_stages_gate_url(run), "INGRESS_URL",
 		      ingress ? ingress : "", "GIT_BASE_URL", base);
 	free(derived);
 	return v;

@@ -81,6 +81,18 @@ int co_stages_kube_from_path(struct co_stage_run *run, const char *path,
 int co_stages_kube_from_text(struct co_stage_run *run, const char *yaml,
 			     struct co_kube **ret, struct co_error *err);
 
+/*
+ * A string about the cluster the pipeline works on ("kubeconfig", "ingress"): what
+ * create-cluster recorded, else the request's field of that name (pipelines on an
+ * existing cluster, such as `cutover tenant deploy`). Borrowed, or NULL.
+ */
+const char *co_stages_new_cluster(struct co_stage_run *run, const char *key);
+
+/* The URL canaries reach cutover's gate and load tester at: the request's gateUrl
+ * when the user runs their own `cutover serve`, else the surface the runner hosts
+ * for this pipeline, else "". Borrowed. */
+const char *co_stages_gate_url(struct co_stage_run *run);
+
 /* The cluster variables bootstrap writes into flux-system/cluster-vars (new object). */
 json_t *co_stages_cluster_vars(struct co_stage_run *run);
 

@@ -1,5 +1,5 @@
 /*
- * The stage table, see registry.h. Stages 5-11 are reserved by name with NULL ops;
+ * The stage table, see registry.h. Stages 8-11 are reserved by name with NULL ops;
  * each gets its ops here when its file lands, and co_stages_runnable() grows with
  * them without any other change.
  */
@@ -12,11 +12,10 @@ const struct co_stage_slot co_stage_slots[CO_STAGE_COUNT] = {
 	{2, "create-cluster", &co_stage_create_cluster},
 	{3, "bootstrap-flux", &co_stage_bootstrap_flux},
 	{4, "cluster-config", &co_stage_cluster_config},
-	/* Not part of this build yet: validate-cluster, tenant-namespaces and
-	 * deploy-tenants come next, the traffic half (8-11) after them. */
-	{5, "validate-cluster", NULL},
-	{6, "tenant-namespaces", NULL},
-	{7, "deploy-tenants", NULL},
+	{5, "validate-cluster", &co_stage_validate_cluster},
+	{6, "tenant-namespaces", &co_stage_tenant_namespaces},
+	{7, "deploy-tenants", &co_stage_deploy_tenants},
+	/* Not part of this build yet: the traffic half. */
 	{8, "load-test", NULL},
 	{9, "compare", NULL},
 	{10, "switch-traffic", NULL},

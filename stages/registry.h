@@ -35,5 +35,8 @@ extern const struct co_stage_ops co_stage_preflight;
 extern const struct co_stage_ops co_stage_create_cluster;
 extern const struct co_stage_ops co_stage_bootstrap_flux;
 extern const struct co_stage_ops co_stage_cluster_config;
+extern const struct co_stage_ops co_stage_validate_cluster;
+extern const struct co_stage_ops co_stage_tenant_namespaces;
+extern const struct co_stage_ops co_stage_deploy_tenants;
 
 #endif

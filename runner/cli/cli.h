@@ -42,5 +42,6 @@ int cmd_upgrade(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
+int cmd_tenant(int argc, char **argv);
 
 #endif

@@ -28,11 +28,22 @@ static const char usage[] =
 	"               [--provider-exec PATH] [--flux-components FILE] [--gate-url "
 	"URL]\n"
 	"               [--lb-url URL] [--prometheus-url URL] [--stop-after STAGE]\n"
+	"               [--listen HOST:PORT] [--manual-gate] [--tenant NAME]...\n"
 	"\n"
 	"Replace cluster OLD by a new cluster NEW built from IMAGE: preflight (request,\n"
 	"removed-API scan of every manifest Flux would apply, reachability), create the\n"
 	"cluster, bootstrap Flux from the fleet repo, wait for the cluster "
-	"configuration.\n"
+	"configuration,\n"
+	"validate it (ingress health, the fleet repo's checks), wire the tenants and\n"
+	"wait until each runs at its repo's HEAD with every Flagger canary Succeeded.\n"
+	"\n"
+	"While it runs, cutover serves the canaries' gate and load tester and a git\n"
+	"webhook (POST /hooks/git) on --listen (default 127.0.0.1:0; its URL goes into\n"
+	"cluster-vars as CUTOVER_GATE_URL unless --gate-url names another). The gate of\n"
+	"each canary is opened when tenants deploy; --manual-gate leaves it closed so a\n"
+	"person approves with POST <gate>/gate/open {\"name\": ..., \"namespace\": ...}.\n"
+	"--tenant limits (and, when missing, wires) the tenants; default: every tenant\n"
+	"of tenants/<env>/<location> in the fleet repo.\n"
 	"The pipeline id defaults to OLD-to-NEW; a stopped or killed run continues with\n"
 	"'cutover resume ID'. Without --fleet-repo the embedded default fleet is used:\n"
 	"<state-dir>/repos/fleet.git and tenant-<name>.git, seeded from the cutover "
@@ -60,9 +71,10 @@ int cmd_upgrade(int argc, char **argv)
 	const char *fleet = NULL, *state_opt = NULL, *id_opt = NULL, *branch = NULL;
 	const char *provider = getenv("CUTOVER_PROVIDER"), *provider_exec = NULL;
 	const char *components = NULL, *gate = NULL, *lb = NULL, *prom = NULL;
-	const char *stop_after = NULL;
+	const char *stop_after = NULL, *listen = NULL;
 	long port = 0;
-	bool keep_failed = false;
+	bool keep_failed = false, manual = false;
+	json_t *tenants = NULL; /* --tenant names */
 	struct co_cli_pipeline o = {0};
 	struct co_error err = CO_ERROR_INIT;
 	struct co_registry *reg = NULL;
@@ -81,6 +93,20 @@ int cmd_upgrade(int argc, char **argv)
 		}
 		if (strcmp(a, "--keep-failed") == 0) {
 			keep_failed = true;
+			continue;
+		}
+		if (strcmp(a, "--manual-gate") == 0) {
+			manual = true;
+			continue;
+		}
+		if (strcmp(a, "--tenant") == 0) {
+			if (i + 1 >= argc) {
+				json_decref(tenants);
+				return co_cli_usage_error("upgrade", "--tenant needs a name");
+			}
+			if (!tenants)
+				tenants = json_array();
+			json_array_append_new(tenants, json_string(argv[++i]));
 			continue;
 		}
 		if (strcmp(a, "--to") == 0)
@@ -113,6 +139,8 @@ int cmd_upgrade(int argc, char **argv)
 			slot = &prom;
 		else if (strcmp(a, "--stop-after") == 0)
 			slot = &stop_after;
+		else if (strcmp(a, "--listen") == 0)
+			slot = &listen;
 		if (slot) {
 			if (i + 1 >= argc)
 				return co_cli_usage_error("upgrade",
@@ -186,6 +214,10 @@ int cmd_upgrade(int argc, char **argv)
 		json_object_set_new(req, "lbUrl", json_string(lb));
 	if (prom)
 		json_object_set_new(req, "prometheusUrl", json_string(prom));
+	if (manual)
+		json_object_set_new(req, "manualGate", json_true());
+	if (tenants)
+		json_object_set(req, "tenants", tenants);
 
 	id = id_opt ? co_strdup(id_opt) : co_asprintf("%s-to-%s", old, new);
 	o.state_dir = state;
@@ -193,8 +225,10 @@ int cmd_upgrade(int argc, char **argv)
 	o.request = req;
 	o.keep_failed = keep_failed;
 	o.stop_after = stop_after;
+	o.listen = listen;
 	code = co_cli_run_pipeline(&o);
 out:
+	json_decref(tenants);
 	json_decref(req);
 	free(fleet_url);
 	free(repos);

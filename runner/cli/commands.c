@@ -15,6 +15,7 @@ const struct co_cli_command co_cli_commands[] = {
 	{ "resume", cmd_resume, "continue a stopped or interrupted pipeline" },
 	{ "serve", cmd_serve, "serve webhooks, gates, the load tester, metrics and the API" },
 	{ "status", cmd_status, "show a pipeline's stages, or list pipelines" },
+	{ "tenant", cmd_tenant, "deploy a tenant on a cluster and wait for its canaries" },
 	{ "traffic", cmd_traffic, "show and shift load-balancer traffic between clusters" },
 	{ "upgrade", cmd_upgrade, "replace a cluster with a new one, blue/green (the pipeline)" },
 	{ "version", cmd_version, "print the version of cutover" },
@@ -32,7 +33,8 @@ const struct co_cli_command *co_cli_find(const char *name)
 void co_cli_print_help(FILE *out)
 {
 	fprintf(out,
-		"usage: cutover [--version] [--help] [--log-level LEVEL] <command> [<args>]\n"
+		"usage: cutover [--version] [--help] [--log-level LEVEL] [--time-scale F]\n"
+		"               <command> [<args>]\n"
 		"\n"
 		"Blue/green Kubernetes cluster replacement, driven by GitOps.\n"
 		"\n"

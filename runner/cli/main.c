@@ -2,12 +2,14 @@
  * cutover's entry point: global options, then dispatch through the command table.
  */
 #include "base/log.h"
+#include "base/time.h"
 #include "cli/cli.h"
 #include "cli/version.h"
 
 #include <curl/curl.h>
 #include <git2.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int main(int argc, char **argv)
@@ -28,6 +30,17 @@ int main(int argc, char **argv)
 				fprintf(stderr, "cutover: unknown log level '%s'\n", argv[i]);
 				return CO_EXIT_USAGE;
 			}
+		} else if (strcmp(argv[i], "--time-scale") == 0 && i + 1 < argc) {
+			/* like CUTOVER_TIME_SCALE; exported so kubesim and plugins agree */
+			char *end;
+			double f = strtod(argv[++i], &end);
+
+			if (*end || !(f > 0)) {
+				fprintf(stderr, "cutover: bad --time-scale '%s'\n", argv[i]);
+				return CO_EXIT_USAGE;
+			}
+			setenv("CUTOVER_TIME_SCALE", argv[i], 1);
+			co_time_set_scale(f);
 		} else {
 			fprintf(stderr, "cutover: unknown option '%s'\n", argv[i]);
 			co_cli_print_help(stderr);

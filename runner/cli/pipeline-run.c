@@ -13,6 +13,7 @@
 #include "base/time.h"
 #include "cli/cli.h"
 #include "engine/pipeline.h"
+#include "engine/serve.h"
 #include "net/http-client.h"
 #include "providers/provider.h"
 #include "providers/registry.h"
@@ -32,6 +33,7 @@ struct runner {
 	struct co_http_client *http;
 	struct co_provider *provider;
 	struct co_registry *registry;
+	struct co_serve *serve;
 	uv_signal_t sigint, sigterm;
 	int signal; /* first signal received, 0 if none */
 	bool done;
@@ -202,13 +204,13 @@ static void print_report(const struct co_cli_pipeline *o, struct runner *r)
 	json_t *v;
 	size_t i;
 
-	if (co_pipeline_summary(&sum, o->state_dir, o->id, co_stages_runnable(), &err) <
-	    0)
+	if (co_pipeline_summary(&sum, o->state_dir, o->id,
+				o->stages ? o->stages : co_stages_runnable(), &err) < 0)
 		return;
 	blocking = json_object_get(
 		json_object_get(json_object_get(sum, "outputs"), "preflight"),
 		"blocking");
-	if (r->res.status < 0 && r->res.status != -EINTR) {
+	if (r->res.status < 0 && r->res.status != -EINTR && !o->quiet_report) {
 		const json_t *req = json_object_get(sum, "request");
 		const char *new = json_string_value(json_object_get(req, "new"));
 		const json_t *cc = NULL;
@@ -259,6 +261,69 @@ static void http_closed(void *data)
 	(void)data;
 }
 
+int co_cli_parse_listen(const char *s, char *host, size_t host_len, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	const char *num = colon ? colon + 1 : s;
+	size_t hl = colon ? (size_t)(colon - s) : 0;
+	char *end;
+	long p;
+
+	if (hl >= host_len)
+		return -EINVAL;
+	p = strtol(num, &end, 10);
+	if (*num == '\0' || *end || p < 0 || p > 65535)
+		return -EINVAL;
+	if (hl)
+		memcpy(host, s, hl);
+	else
+		snprintf(host, host_len, "127.0.0.1"), hl = strlen(host);
+	host[hl] = '\0';
+	*port = (int)p;
+	return 0;
+}
+
+/* A verified push reached the hosted webhook: the running stage checks at once. */
+static void on_push(const struct co_git_push *push, void *data)
+{
+	struct runner *r = data;
+
+	if (r->p && !r->done)
+		co_pipeline_notify_push(r->p, (const char *const *)push->urls);
+}
+
+static void gate_open(const char *ns, const char *name, void *data)
+{
+	struct runner *r = data;
+
+	if (r->serve && co_serve_gate_open(r->serve, ns, name) == 0)
+		co_log_info("cli", "gate of canary '%s/%s' opened on %s", ns, name,
+			    co_serve_url(r->serve));
+}
+
+/* Host the serve module for the pipeline's lifetime: canaries call its gate and
+ * load tester, git webhooks reach the running stage. */
+static int start_serve(struct runner *r, const struct co_cli_pipeline *o,
+		       struct co_error *err)
+{
+	struct co_serve_opts so = {0};
+	char host[256];
+	int port = 0;
+
+	if (co_cli_parse_listen(o->listen ? o->listen : "127.0.0.1:0", host, sizeof(host),
+				&port) < 0)
+		return co_error_set(err, -EINVAL, "bad --listen '%s' (want HOST:PORT)",
+				    o->listen);
+	so.host = host;
+	so.port = port;
+	so.state_dir = o->state_dir;
+	so.webhook_secret = getenv("CUTOVER_WEBHOOK_SECRET");
+	so.stages = co_stages_runnable();
+	so.on_push = on_push;
+	so.push_data = r;
+	return co_serve_new(&r->serve, r->loop, &so, err);
+}
+
 int co_cli_run_pipeline(const struct co_cli_pipeline *o)
 {
 	struct runner r = {0};
@@ -269,7 +334,9 @@ int co_cli_run_pipeline(const struct co_cli_pipeline *o)
 	struct co_provider_opts prov = {0};
 	json_t *sum = NULL;
 	const json_t *req = o->request;
-	char *missing = co_cli_missing_stages();
+	char *missing = o->stages ? NULL : co_cli_missing_stages();
+	const struct co_stage_ops *named[CO_STAGE_COUNT + 1];
+	struct co_cli_pipeline named_o;
 	int rc, code = CO_EXIT_FAILED;
 
 	uv_loop_init(&loop);
@@ -281,6 +348,33 @@ int co_cli_run_pipeline(const struct co_cli_pipeline *o)
 			goto out;
 		}
 		req = json_object_get(sum, "request");
+	}
+	/* a pipeline whose request names its stages (cutover tenant deploy) runs
+	 * those, when resumed too */
+	if (!o->stages && json_is_array(json_object_get(req, "stages"))) {
+		const json_t *names = json_object_get(req, "stages"), *nm;
+		size_t i, k = 0;
+
+		json_array_foreach(names, i, nm)
+		{
+			const struct co_stage_slot *slot =
+				co_stage_slot_find(json_string_value(nm) ? json_string_value(nm)
+									 : "");
+
+			if (!slot || !slot->ops || k >= CO_STAGE_COUNT) {
+				fprintf(stderr, "cutover: pipeline '%s' names unknown stage '%s'\n",
+					o->id, json_string_value(nm) ? json_string_value(nm) : "?");
+				goto out;
+			}
+			named[k++] = slot->ops;
+		}
+		named[k] = NULL;
+		named_o = *o;
+		named_o.stages = named;
+		named_o.quiet_report = true;
+		o = &named_o;
+		free(missing);
+		missing = NULL;
 	}
 	if (co_http_client_new(&r.http, &loop, &err) < 0 ||
 	    co_registry_open(&r.registry, o->state_dir, &err) < 0) {
@@ -297,13 +391,22 @@ int co_cli_run_pipeline(const struct co_cli_pipeline *o)
 		fprintf(stderr, "cutover: provider '%s': %s\n", prov.name, err.msg);
 		goto out;
 	}
+	if (start_serve(&r, o, &err) < 0) {
+		fprintf(stderr, "cutover: gate and webhook server: %s\n", err.msg);
+		goto out;
+	}
+	co_log_info("cli", "gate, load tester and webhooks at %s (POST /hooks/git)",
+		    co_serve_url(r.serve));
 	svc.http = r.http;
 	svc.provider = r.provider;
 	svc.registry = r.registry;
+	svc.gate_url = co_serve_url(r.serve);
+	svc.gate_open = gate_open;
+	svc.gate_data = &r;
 	popts.state_dir = o->state_dir;
 	popts.id = o->id;
 	popts.request = o->request;
-	popts.stages = co_stages_runnable();
+	popts.stages = o->stages ? o->stages : co_stages_runnable();
 	popts.keep_failed =
 		o->keep_failed || json_is_true(json_object_get(req, "keepFailed"));
 	popts.stop_after = o->stop_after;
@@ -362,6 +465,8 @@ out:
 	co_pipeline_free(r.p);
 	co_provider_free(r.provider);
 	co_registry_free(r.registry);
+	if (r.serve)
+		co_serve_close(r.serve, NULL, NULL);
 	if (r.http)
 		co_http_client_close(r.http, http_closed, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);

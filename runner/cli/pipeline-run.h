@@ -10,6 +10,9 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
+
+#include "engine/stage.h"
 
 struct co_cli_pipeline {
 	const char *state_dir;
@@ -17,7 +20,14 @@ struct co_cli_pipeline {
 	const json_t *request; /* new pipeline; NULL to resume */
 	bool keep_failed;
 	const char *stop_after; /* may be NULL */
+	const char *listen;	/* HOST:PORT of the hosted gate, webhook and API
+				 * surface; NULL = 127.0.0.1:0 */
+	const struct co_stage_ops *const *stages; /* NULL = co_stages_runnable() */
+	bool quiet_report;	/* no create-cluster summary on success */
 };
+
+/* Parse "HOST:PORT" / ":PORT" / "PORT" into host (static or borrowed) and port. */
+int co_cli_parse_listen(const char *s, char *host, size_t host_len, int *port);
 
 /* Returns the process exit code. */
 int co_cli_run_pipeline(const struct co_cli_pipeline *o);

@@ -806,6 +806,16 @@ void co_pipeline_stop(struct co_pipeline *p)
 	 * cluster behind is worse than a slower exit. */
 }
 
+void co_pipeline_notify_push(struct co_pipeline *p, const char *const *urls)
+{
+	struct co_stage_run *run = p ? p->run : NULL;
+
+	if (!run || run->finished || run->cleanup || p->stopping ||
+	    p->phase != PHASE_STAGE || !run->ops->on_push || !run->priv)
+		return;
+	run->ops->on_push(run, urls);
+}
+
 static void timer_closed(uv_handle_t *h)
 {
 	struct co_pipeline *p = h->data;

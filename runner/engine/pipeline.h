@@ -44,6 +44,13 @@ struct co_pipeline_services {
 	struct co_provider *provider;
 	struct co_registry *registry;
 	void *extra;                 /* for the CLI's own use (serve, webhooks) */
+	/* The runner's own HTTP surface when the CLI hosts it for the pipeline (Flagger
+	 * gate and load tester): its live URL ("http://127.0.0.1:PORT"), or NULL. */
+	const char *gate_url;
+	/* Open the confirm-rollout gate of canary ns/name on that surface; NULL when no
+	 * gate is hosted. */
+	void (*gate_open)(const char *ns, const char *name, void *data);
+	void *gate_data;
 };
 
 struct co_pipeline_progress {
@@ -98,6 +105,10 @@ int co_pipeline_run(struct co_pipeline *p, co_pipeline_done_cb cb, void *data,
 /* Graceful stop (first signal): cancel the current stage, journal "interrupted", end
  * with -EINTR. No cleanup: the pipeline is resumable. */
 void co_pipeline_stop(struct co_pipeline *p);
+
+/* Hand a verified git push (urls NULL-terminated, borrowed) to the running stage's
+ * on_push, if it has one. Safe at any time; does nothing between stages. */
+void co_pipeline_notify_push(struct co_pipeline *p, const char *const *urls);
 
 /* Release the lock, close the journal, free. Only after the done callback (or when
  * never run). NULL is fine. */

@@ -276,6 +276,20 @@ struct co_metrics *co_serve_metrics(struct co_serve *s)
 	return s->metrics;
 }
 
+int co_serve_gate_open(struct co_serve *s, const char *ns, const char *name)
+{
+	json_t *body = json_pack("{s:s, s:s}", "name", name, "namespace", ns);
+	char *text = json_dumps(body, JSON_COMPACT);
+	struct co_buf out = CO_BUF_INIT;
+	int code;
+
+	json_decref(body);
+	code = co_loadtester_handle(s->lt, "/gate/open", text, strlen(text), &out);
+	free(text);
+	co_buf_release(&out);
+	return code >= 200 && code < 300 ? 0 : -EINVAL;
+}
+
 static void lt_closed(void *data)
 {
 	struct co_serve *s = data;

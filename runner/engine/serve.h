@@ -49,6 +49,10 @@ int co_serve_port(const struct co_serve *s);
 const char *co_serve_url(const struct co_serve *s);
 struct co_metrics *co_serve_metrics(struct co_serve *s);
 
+/* Open the confirm-rollout gate of canary ns/name (what POST /gate/open does), for
+ * a runner that approves its own rollouts. 0 or a negative code. */
+int co_serve_gate_open(struct co_serve *s, const char *ns, const char *name);
+
 /* Stop listening, finish in-flight answers, cancel load tests, free; cb may be NULL. */
 typedef void (*co_serve_close_cb)(void *data);
 void co_serve_close(struct co_serve *s, co_serve_close_cb cb, void *data);

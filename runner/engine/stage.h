@@ -53,6 +53,14 @@ struct co_stage_ops {
 	 * co_stage_done() when finished. NULL when nothing to undo.
 	 */
 	int (*cleanup)(struct co_stage_run *run, struct co_error *err);
+
+	/*
+	 * A verified git push reached the runner (webhook) while this stage runs:
+	 * urls names the pushed repository (NULL-terminated, borrowed for the call).
+	 * Stages that wait for a repository's HEAD check it at once instead of at the
+	 * next poll. May be NULL; never called during cleanup.
+	 */
+	void (*on_push)(struct co_stage_run *run, const char *const *urls);
 };
 
 /* ---- what a stage can reach ---- */
