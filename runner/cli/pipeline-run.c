@@ -193,6 +193,11 @@ static void done_cb(const struct co_pipeline_result *res, void *data)
 	uv_signal_stop(&r->sigint);
 	uv_signal_stop(&r->sigterm);
 	uv_timer_stop(&r->tick);
+	/* the gate and webhooks live as long as the pipeline: the loop can end now */
+	if (r->serve) {
+		co_serve_close(r->serve, NULL, NULL);
+		r->serve = NULL;
+	}
 }
 
 static void print_report(const struct co_cli_pipeline *o, struct runner *r)
