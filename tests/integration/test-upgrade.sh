@@ -1,11 +1,13 @@
 #!/bin/bash
-# `cutover upgrade` stages 1-4 against a real kubesim and real git repositories:
+# `cutover upgrade` stages 1-7 against a real kubesim and real git repositories:
 #
 #  1. cluster1 (1.25) -> cluster2 (1.27): every stage done, Flux Ready on cluster2 at
 #     the fleet repo's HEAD, cluster2 registered as candidate;
 #  2. SIGKILL of the runner at several journaled points (create-cluster "creating",
 #     before and while the provider call is in flight, "waiting-version",
-#     bootstrap-flux "waiting", cluster-config "waiting"), then `cutover resume`: the same end
+#     bootstrap-flux "waiting", cluster-config "waiting", validate-cluster "checking",
+#     tenant-namespaces "waiting", deploy-tenants "analysing" right after the canary
+#     was stamped and 400 ms into its analysis), then `cutover resume`: the same end
 #     state each time and exactly one new cluster in kubesim;
 #  3. a tenant repo shipping policy/v1beta1 PodSecurityPolicy fails preflight for a
 #     1.27 target with the blocking file named, before any cluster is created.
@@ -59,6 +61,7 @@ print(sum(1 for c in items if (c.get("name") if isinstance(c, dict) else c) == s
 ' "$1"
 }
 
+ALL7="preflight=done create-cluster=done bootstrap-flux=done cluster-config=done validate-cluster=done tenant-namespaces=done deploy-tenants=done"
 stage_states() { # pipeline id -> "name=state ..."
 	"$CUTOVER" status "$1" -o json | python3 -c '
 import json, sys
@@ -81,10 +84,10 @@ else
 	fail "upgrade exited $rc"; tail -20 "$T/up2.log"
 fi
 st=$(stage_states cluster1-to-cluster2)
-[ "$st" = "succeeded preflight=done create-cluster=done bootstrap-flux=done cluster-config=done" ] &&
-	ok "all four stages done" || fail "status: $st"
-grep -q "stages 5-11 (validate-cluster" "$T/up2.log" && ok "says which stages are not built" ||
-	fail "no note about stages 5-11"
+[ "$st" = "succeeded $ALL7" ] &&
+	ok "all seven stages done" || fail "status: $st"
+grep -q "stages 8-11 (load-test" "$T/up2.log" && ok "says which stages are not built" ||
+	fail "no note about stages 8-11"
 [ "$(sim_count cluster2)" = 1 ] && ok "kubesim holds cluster2" || fail "cluster2 count $(sim_count cluster2)"
 "$CUTOVER" cluster get cluster2 -o json | grep -q '"role": *"candidate"' &&
 	ok "cluster2 registered as candidate" || fail "cluster2 role"
@@ -108,7 +111,8 @@ vars=$(kubectl --kubeconfig "$KC" -n flux-system get configmap cluster-vars \
 # ---- 2. crashes and resume ----
 n=3
 for point in create-cluster:creating create-cluster:creating+5 create-cluster:waiting-version \
-	bootstrap-flux:waiting+20 cluster-config:waiting; do
+	bootstrap-flux:waiting+20 cluster-config:waiting validate-cluster:checking \
+	tenant-namespaces:waiting deploy-tenants:analysing deploy-tenants:analysing+400; do
 	name=cluster$n
 	n=$((n + 1))
 	CUTOVER_CRASH_AT=$point "$CUTOVER" upgrade cluster1 --to $name \
@@ -124,7 +128,7 @@ for point in create-cluster:creating create-cluster:creating+5 create-cluster:wa
 	"$CUTOVER" resume >"$T/resume-$name.log" 2>&1
 	rc=$?
 	st=$(stage_states cluster1-to-$name)
-	if [ $rc -eq 0 ] && [ "$st" = "succeeded preflight=done create-cluster=done bootstrap-flux=done cluster-config=done" ] &&
+	if [ $rc -eq 0 ] && [ "$st" = "succeeded $ALL7" ] &&
 		[ "$(sim_count $name)" = 1 ]; then
 		ok "SIGKILL at $point, resume: done with one $name"
 	else
