@@ -27,6 +27,7 @@ struct ks_faults {
 	double api_error_rate;   /* 0..1: share of API requests answered 500 */
 	uint64_t api_latency_ms; /* added before answering each API request (unscaled) */
 	bool ingress_down;       /* the ingress port answers 503 */
+	double version_overhead; /* pods' CPU/memory factor (controllers); 0 = 1.0 */
 };
 
 /* Live cluster state the API server reads on each request (borrowed). */

@@ -21,6 +21,7 @@
 #include "base/buf.h"
 #include "base/time.h"
 #include "sim/cluster.h"
+#include "sim/controllers.h"
 #include "sim/ingress.h"
 #include "base/base64.h"
 #include "sim/resources.h"
@@ -43,6 +44,7 @@ struct ks_cluster {
 	struct ks_tls_proxy *tls;   /* the cluster's public API port */
 	char *cert_pem;
 	struct ks_ingress *ingress;
+	struct ks_controllers *ctl; /* Flux, Deployments, apps, Flagger, /metrics */
 	uv_timer_t *boot; /* heap, freed in its close callback */
 	void (*on_change)(struct ks_cluster *c, void *data);
 	void *data;
@@ -204,6 +206,43 @@ static void cluster_free(struct ks_cluster *c)
 	free(c);
 }
 
+/* ---- controllers: resolver over the cluster's registry, start ---- */
+
+static int resolve_kind(void *data, const char *api_version, const char *kind,
+			struct ks_gvr *ret, struct co_error *err)
+{
+	struct ks_cluster *c = data;
+	const struct ks_resource *r = ks_registry_find_kind(c->reg, api_version, kind);
+	if (!r)
+		return co_error_set(err, -ENOENT, "no matches for kind \"%s\" in version \"%s\"",
+				    kind, api_version);
+	memset(ret, 0, sizeof(*ret));
+	snprintf(ret->group, sizeof(ret->group), "%s", r->group);
+	snprintf(ret->version, sizeof(ret->version), "%s", r->version);
+	snprintf(ret->resource, sizeof(ret->resource), "%s", r->plural);
+	ret->namespaced = r->namespaced;
+	return 0;
+}
+
+static int start_controllers(struct ks_cluster *c, struct co_error *err)
+{
+	struct ks_cluster_ctx ctx = {
+		.loop = c->loop,
+		.store = c->store,
+		.name = c->name,
+		.state_dir = c->dir,
+		.version = c->git_version,
+		.ingress = ks_ingress_http(c->ingress),
+		.resolve = resolve_kind,
+		.resolve_data = c,
+		.version_overhead = c->state.faults.version_overhead,
+	};
+	int rc = ks_controllers_start(&c->ctl, &ctx, err);
+	if (rc == 0)
+		ks_controllers_set_ingress_down(c->ctl, c->state.faults.ingress_down);
+	return rc;
+}
+
 int ks_cluster_new(struct ks_cluster **ret, uv_loop_t *loop,
 		   const struct ks_cluster_opts *opts, struct co_error *err)
 {
@@ -304,6 +343,12 @@ int ks_cluster_new(struct ks_cluster **ret, uv_loop_t *loop,
 		ks_cluster_close(c, false, NULL, NULL);
 		return rc;
 	}
+	/* ---- controllers (sim/controllers.h) ---- */
+	if ((rc = start_controllers(c, err)) < 0) {
+		ks_cluster_close(c, false, NULL, NULL);
+		return rc;
+	}
+	/* ---- end controllers ---- */
 	if (opts->ready) {
 		c->state.ready = true;
 	} else {
@@ -347,13 +392,18 @@ bool ks_cluster_ready(const struct ks_cluster *c)
 void ks_cluster_set_faults(struct ks_cluster *c, const struct ks_faults *f)
 {
 	c->state.faults = *f;
+	if (c->ctl) {
+		ks_controllers_set_ingress_down(c->ctl, f->ingress_down);
+		ks_controllers_set_version_overhead(c->ctl, f->version_overhead);
+	}
 }
 
 json_t *ks_faults_to_json(const struct ks_faults *f)
 {
-	return json_pack("{s:f, s:I, s:b}", "apiErrorRate", f->api_error_rate,
+	return json_pack("{s:f, s:I, s:b, s:f}", "apiErrorRate", f->api_error_rate,
 			 "apiLatencyMs", (json_int_t)f->api_latency_ms, "ingressDown",
-			 f->ingress_down);
+			 f->ingress_down, "versionOverhead",
+			 f->version_overhead > 0 ? f->version_overhead : 1.0);
 }
 
 int ks_faults_from_json(struct ks_faults *ret, const struct ks_faults *base,
@@ -380,6 +430,13 @@ int ks_faults_from_json(struct ks_faults *ret, const struct ks_faults *base,
 		if (!json_is_boolean(v))
 			return co_error_set(err, -EINVAL, "ingressDown must be a boolean");
 		f.ingress_down = json_is_true(v);
+	}
+	if ((v = json_object_get(j, "versionOverhead"))) {
+		double o = json_number_value(v);
+		if (!json_is_number(v) || o <= 0 || o > 100)
+			return co_error_set(err, -EINVAL,
+					    "versionOverhead must be a number in (0, 100]");
+		f.version_overhead = o;
 	}
 	*ret = f;
 	return 0;
@@ -424,6 +481,8 @@ void ks_cluster_close(struct ks_cluster *c, bool remove_files, void (*cb)(void *
 	c->close_cb = cb;
 	c->close_data = data;
 	stop_boot_timer(c);
+	ks_controllers_stop(c->ctl);
+	c->ctl = NULL;
 	c->closing = 3;
 	ks_tls_proxy_close(c->tls, part_closed, c);
 	ks_apiserver_close(c->api, part_closed, c);

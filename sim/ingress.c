@@ -76,6 +76,11 @@ int ks_ingress_new(struct ks_ingress **ret, uv_loop_t *loop,
 	return 0;
 }
 
+struct co_http_server *ks_ingress_http(struct ks_ingress *ing)
+{
+	return ing->http;
+}
+
 int ks_ingress_port(const struct ks_ingress *ing)
 {
 	return co_http_server_port(ing->http);

@@ -34,6 +34,10 @@ int ks_ingress_port(const struct ks_ingress *ing);
 void ks_ingress_route(struct ks_ingress *ing, const char *method, const char *pattern,
 		      co_http_handler handler, void *data);
 
+/* The underlying server, for the controllers' fallback handler (apps, /metrics).
+ * Borrowed until ks_ingress_close(). */
+struct co_http_server *ks_ingress_http(struct ks_ingress *ing);
+
 /* Close the listener; cb (may be NULL) runs once it is closed and freed. */
 void ks_ingress_close(struct ks_ingress *ing, void (*cb)(void *data), void *data);
 
