@@ -19,6 +19,7 @@
 #include <openssl/rand.h>
 
 #include "base/buf.h"
+#include "base/fs.h"
 #include "base/time.h"
 #include "sim/cluster.h"
 #include "sim/controllers.h"
@@ -57,36 +58,7 @@ struct ks_cluster {
 
 static int write_file_atomic(const char *path, const char *text, struct co_error *err)
 {
-	char *tmp = co_asprintf("%s.tmp", path);
-	int rc = 0;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = co_error_set(err, -EIO, "write '%s': %s", tmp, strerror(errno));
-		goto out;
-	}
-	size_t len = strlen(text), off = 0;
-	while (off < len) {
-		ssize_t w = write(fd, text + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			break;
-		off += (size_t)w;
-	}
-	if (off < len || fsync(fd) < 0) {
-		rc = co_error_set(err, -EIO, "write '%s': %s", tmp, strerror(errno));
-		close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	close(fd);
-	if (rename(tmp, path) < 0) {
-		rc = co_error_set(err, -EIO, "rename to '%s': %s", path, strerror(errno));
-		unlink(tmp);
-	}
-out:
-	free(tmp);
-	return rc;
+	return co_fs_write_atomic(path, text, strlen(text), 0600, err);
 }
 
 static int write_kubeconfig(struct ks_cluster *c, struct co_error *err)

@@ -27,6 +27,7 @@
 
 #include <openssl/rand.h>
 
+#include "base/fs.h"
 #include "base/buf.h"
 #include "base/time.h"
 #include "sim/store.h"
@@ -1145,41 +1146,18 @@ int ks_store_flush(struct ks_store *s, struct co_error *err)
 				 "objects", objs);
 	char *text = json_dumps(root, JSON_COMPACT);
 	json_decref(root);
-	char *tmp = co_asprintf("%s.tmp", s->path);
-	int rc = 0;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = co_error_set(err, -EIO, "write snapshot '%s': %s", tmp, strerror(errno));
-		goto out;
-	}
-	size_t len = strlen(text), off = 0;
-	while (off < len) {
-		ssize_t w = write(fd, text + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			rc = co_error_set(err, -EIO, "write snapshot '%s': %s", tmp,
-					  strerror(errno));
-			close(fd);
-			unlink(tmp);
-			goto out;
-		}
-		off += (size_t)w;
-	}
-	if (fsync(fd) < 0 || close(fd) < 0) {
-		rc = co_error_set(err, -EIO, "sync snapshot '%s': %s", tmp, strerror(errno));
-		unlink(tmp);
-		goto out;
-	}
-	if (rename(tmp, s->path) < 0) {
-		rc = co_error_set(err, -EIO, "rename snapshot to '%s': %s", s->path,
-				  strerror(errno));
-		unlink(tmp);
+	int rc = co_fs_write_atomic(s->path, text, strlen(text), 0600, err);
+
+	if (rc < 0) {
+		/* The store's contract reports snapshot I/O as -EIO (InternalError). */
+		co_error_prefix(err, "snapshot");
+		if (err)
+			err->code = -EIO;
+		rc = -EIO;
 		goto out;
 	}
 	s->dirty = false;
 out:
-	free(tmp);
 	free(text);
 	return rc;
 }

@@ -28,6 +28,7 @@
 #include <openssl/x509v3.h>
 
 #include "base/buf.h"
+#include "base/fs.h"
 #include "sim/tls.h"
 
 /* ---- certificate material ---- */
@@ -54,25 +55,7 @@ static char *read_text(const char *path)
 
 static int write_text(const char *path, const char *text, int mode, struct co_error *err)
 {
-	char *tmp = co_asprintf("%s.tmp", path);
-	int rc = 0;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	size_t len = strlen(text);
-	if (fd < 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) < 0) {
-		rc = co_error_set(err, -EIO, "write '%s': %s", tmp, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	close(fd);
-	if (rename(tmp, path) < 0) {
-		rc = co_error_set(err, -EIO, "rename to '%s': %s", path, strerror(errno));
-		unlink(tmp);
-	}
-out:
-	free(tmp);
-	return rc;
+	return co_fs_write_atomic(path, text, strlen(text), (mode_t)mode, err);
 }
 
 static int add_ext(X509 *x, int nid, const char *value)

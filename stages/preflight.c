@@ -154,6 +154,7 @@ static int validate(struct preflight *pf, struct co_error *err)
 static void old_version_cb(struct co_kube_result *res, void *data)
 {
 	struct preflight *pf = data;
+	struct co_kube_version old;
 	const char *gv;
 
 	if (co_sm_op_done(&pf->sm))
@@ -169,6 +170,19 @@ static void old_version_cb(struct co_kube_result *res, void *data)
 	co_stage_log(pf->sm.run, CO_LOG_INFO, "old cluster '%s' answers at %s, target %s",
 		     co_stage_request_str(pf->sm.run, "old"), pf->old_version,
 		     pf->target_version);
+	/* A replacement never goes back: workloads and stored objects may already use
+	 * APIs the older version does not serve. The same version is fine (a rebuild on
+	 * new nodes or a new provider). */
+	if (co_kube_version_parse(pf->old_version, &old) == 0 &&
+	    (pf->target.minor < old.minor ||
+	     (pf->target.minor == old.minor && pf->target.patch < old.patch))) {
+		fail(pf, -EINVAL,
+		     "target %s is older than '%s' (%s): a replacement cluster must not go "
+		     "back a version",
+		     pf->target_version, co_stage_request_str(pf->sm.run, "old"),
+		     pf->old_version);
+		return;
+	}
 	set_state(pf, ST_CHECKING_NEW);
 }
 

@@ -17,7 +17,7 @@ PIDS=()
 export HOME=$T
 # libgit2's regex matching leaves pcre2 match data per thread-pool thread at exit; it
 # is not kubesim's to free (sanitizer builds only)
-export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lsan.supp}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/lsan.supp}
 
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done

@@ -205,11 +205,15 @@ grep -q "tenant-core.git deploy/base/psp.yaml: policy/v1beta1 PodSecurityPolicy 
 	ok "cluster20 not registered"
 "$CUTOVER" status cluster1-to-cluster20 | grep -q "failed" && ok "status says failed" ||
 	fail "status of the failed pipeline"
-# the same target below 1.25 is not blocked by it
+# a target older than the old cluster (1.24 < 1.25) is refused as a downgrade, before
+# any cluster is created (which version serves which API is the kube-apis unit test's)
 "$CUTOVER" upgrade cluster1 --to cluster21 --image rancher/k3s:v1.24.17-k3s1 \
-	--stop-after preflight >"$T/psp124.log" 2>&1 &&
-	ok "1.24 target passes preflight with the PSP" ||
-	{ fail "1.24 preflight"; tail -5 "$T/psp124.log"; }
+	>"$T/down.log" 2>&1 && fail "downgrade to 1.24 accepted" ||
+	ok "downgrade refused"
+grep -q "target v1.24.17+k3s1 is older than 'cluster1' (v1.25.10+k3s1)" "$T/down.log" &&
+	ok "downgrade reason" || { fail "downgrade reason"; tail -5 "$T/down.log"; }
+[ "$(sim_count cluster21)" = 0 ] && ok "no cluster created on downgrade" ||
+	fail "cluster21 exists"
 
 kill -0 "$KPID" 2>/dev/null || fail "kubesim died"
 if [ $FAILS -gt 0 ]; then
