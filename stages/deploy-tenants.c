@@ -65,9 +65,9 @@
 #include <unistd.h>
 
 #define STAMP_ANNOTATION "cutover.io/revision"
-#define CANARY_API "flagger.app/v1beta1"
-#define PUSH_LOG "git-push.jsonl"
-#define PUSH_READ_MAX (256 * 1024)
+#define CANARY_API	 "flagger.app/v1beta1"
+#define PUSH_LOG	 "git-push.jsonl"
+#define PUSH_READ_MAX	 (256 * 1024)
 
 enum tstate {
 	T_PENDING,	 /* waiting for a concurrency slot */
@@ -102,11 +102,11 @@ struct tenant {
 	char sha[CO_GIT_SHA_HEX + 1]; /* HEAD being rolled out ("" before the first) */
 	char *rev;		      /* <branch>@sha1:<sha> */
 	bool busy;
-	bool head_due;	       /* check HEAD before the next step */
-	bool want_reconcile;   /* ask Flux to fetch the new HEAD */
-	bool verified;	       /* T_DONE and HEAD re-read unchanged */
-	uint64_t next_at;      /* mono ms of the next step */
-	uint64_t head_at;      /* mono ms of the next HEAD check */
+	bool head_due;	     /* check HEAD before the next step */
+	bool want_reconcile; /* ask Flux to fetch the new HEAD */
+	bool verified;	     /* T_DONE and HEAD re-read unchanged */
+	uint64_t next_at;    /* mono ms of the next step */
+	uint64_t head_at;    /* mono ms of the next HEAD check */
 	unsigned attempt;
 	struct canary *canaries;
 	size_t ncanaries, ci;
@@ -292,8 +292,8 @@ static void head_cb(struct co_git_result *res, void *data)
 	if (strcmp(res->sha, t->sha) != 0) {
 		if (t->sha[0])
 			co_stage_log(d->sm.run, CO_LOG_INFO,
-				     "tenant '%s': repo moved to %.12s; rolling it out", t->name,
-				     res->sha);
+				     "tenant '%s': repo moved to %.12s; rolling it out",
+				     t->name, res->sha);
 		memcpy(t->sha, res->sha, sizeof(t->sha));
 		free(t->rev);
 		t->rev = co_stages_revision(t->branch, t->sha);
@@ -345,7 +345,8 @@ static void ready_cb(struct co_kube_result *res, void *data)
 		r = co_kube_ready(res->obj, t->rev, reason, sizeof(reason));
 	}
 	if (r < 0) {
-		fail(t->d, r, "tenant '%s': %s %s/%s: %s", t->name, kind, ns, name, reason);
+		fail(t->d, r, "tenant '%s': %s %s/%s: %s", t->name, kind, ns, name,
+		     reason);
 		return;
 	}
 	if (r == 0) {
@@ -364,8 +365,8 @@ static void list_cb(struct co_kube_result *res, void *data)
 	struct deploy *d = t->d;
 	const struct co_pipeline_services *svc =
 		co_pipeline_services(co_stage_pipeline(d->sm.run));
-	bool manual = json_is_true(json_object_get(co_stage_request(d->sm.run),
-						   "manualGate"));
+	bool manual =
+		json_is_true(json_object_get(co_stage_request(d->sm.run), "manualGate"));
 	json_t *items, *c;
 	size_t i;
 
@@ -385,7 +386,8 @@ static void list_cb(struct co_kube_result *res, void *data)
 	t->canaries = co_calloc(json_array_size(items) + 1, sizeof(*t->canaries));
 	json_array_foreach(items, i, c)
 	{
-		const json_t *tr = json_object_get(json_object_get(c, "spec"), "targetRef");
+		const json_t *tr =
+			json_object_get(json_object_get(c, "spec"), "targetRef");
 		const char *kind = json_string_value(json_object_get(tr, "kind"));
 		const char *tname = json_string_value(json_object_get(tr, "name"));
 		const char *name = json_string_value(
@@ -419,8 +421,8 @@ static void list_cb(struct co_kube_result *res, void *data)
 
 static const char *canary_phase(const json_t *obj)
 {
-	const char *p =
-		json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
+	const char *p = json_string_value(
+		json_object_get(json_object_get(obj, "status"), "phase"));
 
 	return p && *p ? p : "Initializing";
 }
@@ -442,7 +444,8 @@ static void next_canary(struct tenant *t)
 	}
 	/* every canary Succeeded at this revision */
 	{
-		json_t *dd = json_pack("{s:s, s:s}", "tenant", t->name, "revision", t->rev);
+		json_t *dd =
+			json_pack("{s:s, s:s}", "tenant", t->name, "revision", t->rev);
 
 		co_stage_log(t->d->sm.run, CO_LOG_INFO,
 			     "tenant '%s' at %s, %zu canaries Succeeded", t->name, t->rev,
@@ -498,8 +501,8 @@ static void stamp_cb(struct co_kube_result *res, void *data)
 		return;
 	case S_CANARY:
 		phase = canary_phase(res->obj);
-		if (strcmp(phase, "Initialized") != 0 && strcmp(phase, "Succeeded") != 0 &&
-		    strcmp(phase, "Failed") != 0) {
+		if (strcmp(phase, "Initialized") != 0 &&
+		    strcmp(phase, "Succeeded") != 0 && strcmp(phase, "Failed") != 0) {
 			twait(t, "canary %s/%s to settle (%s) before its analysis", t->ns,
 			      k->name, phase);
 			later(t, 300, 3000);
@@ -518,8 +521,8 @@ static void stamp_cb(struct co_kube_result *res, void *data)
 
 		k->stamped = true;
 		co_stage_log(d->sm.run, CO_LOG_INFO,
-			     "canary %s/%s: analysing %s on the new cluster", t->ns, k->name,
-			     t->rev);
+			     "canary %s/%s: analysing %s on the new cluster", t->ns,
+			     k->name, t->rev);
 		if (!co_sm_set_state(&d->sm, "analysing", dd)) {
 			json_decref(dd);
 			return;
@@ -572,7 +575,8 @@ static void canary_cb(struct co_kube_result *res, void *data)
 		const char *reason = json_string_value(json_object_get(cond, "reason"));
 
 		fail(d, -EIO,
-		     "tenant '%s': canary %s/%s failed at %s: %s%s%s (failed checks %lld)",
+		     "tenant '%s': canary %s/%s failed at %s: %s%s%s (failed checks "
+		     "%lld)",
 		     t->name, t->ns, k->name, t->rev, reason ? reason : "Failed",
 		     msg ? ": " : "", msg ? msg : "",
 		     (long long)json_integer_value(json_object_get(st, "failedChecks")));
@@ -617,11 +621,11 @@ static void start_op(struct tenant *t)
 	case T_SOURCE:
 	case T_KUSTOMIZATION: {
 		bool src = t->st == T_SOURCE;
-		struct co_kube_ref ref = {
-			.api_version = src ? CO_FLUX_SOURCE_API : CO_FLUX_KUSTOMIZE_API,
-			.kind = src ? "GitRepository" : "Kustomization",
-			.ns = src ? t->src_ns : t->ks_ns,
-			.name = src ? t->src_name : t->ks_name};
+		struct co_kube_ref ref = {.api_version = src ? CO_FLUX_SOURCE_API
+							     : CO_FLUX_KUSTOMIZE_API,
+					  .kind = src ? "GitRepository" : "Kustomization",
+					  .ns = src ? t->src_ns : t->ks_ns,
+					  .name = src ? t->src_name : t->ks_name};
 
 		rc = co_kube_get(d->kube, &ref, ready_cb, t, &err);
 		break;
@@ -638,7 +642,8 @@ static void start_op(struct tenant *t)
 		struct canary *k = &t->canaries[t->ci];
 
 		if (!k->target) {
-			/* not a Deployment: Flagger alone decides; wait for the outcome */
+			/* not a Deployment: Flagger alone decides; wait for the outcome
+			 */
 			k->stamped = true;
 			next_canary(t);
 			return;
@@ -662,9 +667,9 @@ static void start_op(struct tenant *t)
 						  .kind = "Deployment",
 						  .ns = t->ns,
 						  .name = k->target};
-			json_t *patch = json_pack(
-				"{s:{s:{s:{s:{s:s}}}}}", "spec", "template", "metadata",
-				"annotations", STAMP_ANNOTATION, t->rev);
+			json_t *patch = json_pack("{s:{s:{s:{s:{s:s}}}}}", "spec",
+						  "template", "metadata", "annotations",
+						  STAMP_ANNOTATION, t->rev);
 
 			rc = co_kube_merge_patch(d->kube, &ref, patch, false, stamp_cb, t,
 						 &err);
@@ -705,8 +710,8 @@ static void record_and_finish(struct deploy *d)
 								? t->canaries[j].phase
 								: "Succeeded"));
 		json_object_set_new(out, t->name,
-				    json_pack("{s:s, s:o}", "revision", t->rev ? t->rev : "",
-					      "canaries", cs));
+				    json_pack("{s:s, s:o}", "revision",
+					      t->rev ? t->rev : "", "canaries", cs));
 	}
 	co_stage_record(d->sm.run, "tenants", out, NULL);
 	co_stage_log(d->sm.run, CO_LOG_INFO, "%zu tenants at their HEAD", d->n);
@@ -774,9 +779,10 @@ static void push_reconcile_cb(struct co_kube_result *res, void *data)
 	if (op_end(d, NULL))
 		return;
 	if (res->status == 0)
-		json_array_foreach(res->obj, i, id) co_stage_log(
-			d->sm.run, CO_LOG_INFO, "push: reconcile requested for GitRepository '%s'",
-			json_string_value(id));
+		json_array_foreach(res->obj, i, id)
+			co_stage_log(d->sm.run, CO_LOG_INFO,
+				     "push: reconcile requested for GitRepository '%s'",
+				     json_string_value(id));
 	kick(d);
 }
 
@@ -850,9 +856,9 @@ static void read_push_log(struct deploy *d)
 		buf[i] = '\0';
 		ev = json_loads(buf + start, 0, NULL);
 		start = i + 1;
-		json_array_foreach(json_object_get(ev, "urls"), k, u) if (nu < 16 &&
-									   json_string_value(u))
-			urls[nu++] = json_string_value(u);
+		json_array_foreach(json_object_get(ev, "urls"), k,
+				   u) if (nu < 16 && json_string_value(u)) urls[nu++] =
+			json_string_value(u);
 		urls[nu] = NULL;
 		if (nu)
 			handle_push(d, urls);
@@ -915,21 +921,23 @@ static void gate_cb(struct co_kube_result *res, void *data)
 		return;
 	switch (d->phase) {
 	case D_GATE_GET: {
-		const char *have =
-			res->status == 0
-				? json_string_value(json_object_get(
-					  json_object_get(res->obj, "data"), "CUTOVER_GATE_URL"))
-				: NULL;
+		const char *have = res->status == 0
+					   ? json_string_value(json_object_get(
+						     json_object_get(res->obj, "data"),
+						     "CUTOVER_GATE_URL"))
+					   : NULL;
 
 		if (res->status < 0 || (have && strcmp(have, live) == 0)) {
-			/* no cluster-vars (a cluster bootstrapped elsewhere) or current */
+			/* no cluster-vars (a cluster bootstrapped elsewhere) or current
+			 */
 			d->phase = D_RUN;
 			break;
 		}
 		dd = json_pack("{s:s, s:s}", "from", have ? have : "", "to", live);
-		co_stage_log(d->sm.run, CO_LOG_INFO,
-			     "gate URL in cluster-vars is '%s'; the runner's gate is at '%s'",
-			     have ? have : "", live);
+		co_stage_log(
+			d->sm.run, CO_LOG_INFO,
+			"gate URL in cluster-vars is '%s'; the runner's gate is at '%s'",
+			have ? have : "", live);
 		if (!co_sm_set_state(&d->sm, "gate", dd)) {
 			json_decref(dd);
 			return;
@@ -974,9 +982,11 @@ static void gate_cb(struct co_kube_result *res, void *data)
 						  .kind = "ConfigMap",
 						  .ns = "flux-system",
 						  .name = "cluster-vars"};
-			json_t *patch = json_pack("{s:{s:s}}", "data", "CUTOVER_GATE_URL", live);
+			json_t *patch =
+				json_pack("{s:{s:s}}", "data", "CUTOVER_GATE_URL", live);
 
-			rc = co_kube_merge_patch(d->kube, &ref, patch, false, gate_cb, d, &err);
+			rc = co_kube_merge_patch(d->kube, &ref, patch, false, gate_cb, d,
+						 &err);
 			json_decref(patch);
 		} else {
 			struct co_kube_ref ref = {.api_version = CO_FLUX_KUSTOMIZE_API,
@@ -1043,7 +1053,8 @@ static char *part(const char *id, bool ns_part, const char *def_ns)
 		return NULL;
 	if (!slash)
 		return co_strdup(ns_part ? def_ns : id);
-	return ns_part ? co_asprintf("%.*s", (int)(slash - id), id) : co_strdup(slash + 1);
+	return ns_part ? co_asprintf("%.*s", (int)(slash - id), id)
+		       : co_strdup(slash + 1);
 }
 
 static int deploy_start(struct co_stage_run *run, const char *state,
@@ -1061,9 +1072,11 @@ static int deploy_start(struct co_stage_run *run, const char *state,
 	(void)state;
 	(void)details;
 	if (!json_is_array(tenants))
-		return co_error_set(err, -EINVAL, "no tenant list from tenant-namespaces");
+		return co_error_set(err, -EINVAL,
+				    "no tenant list from tenant-namespaces");
 	if (!kc)
-		return co_error_set(err, -EINVAL, "no kubeconfig recorded for the new cluster");
+		return co_error_set(err, -EINVAL,
+				    "no kubeconfig recorded for the new cluster");
 	d = co_calloc(1, sizeof(*d));
 	rc = co_stages_kube_from_path(run, kc, &d->kube, err);
 	if (rc < 0) {
@@ -1074,8 +1087,8 @@ static int deploy_start(struct co_stage_run *run, const char *state,
 	d->sm.step = pump;
 	d->sm.on_cancel = on_cancel;
 	d->sm.release = release;
-	d->concurrency = json_integer_value(conc) > 0 ? (unsigned)json_integer_value(conc)
-						       : 4;
+	d->concurrency =
+		json_integer_value(conc) > 0 ? (unsigned)json_integer_value(conc) : 4;
 	d->head_interval_ms = co_time_scaled(5000);
 	if (d->head_interval_ms < 20)
 		d->head_interval_ms = 20;
@@ -1089,10 +1102,11 @@ static int deploy_start(struct co_stage_run *run, const char *state,
 		const char *ns = json_string_value(json_object_get(tj, "namespace"));
 
 		if (!url || !ks || !src || !ns) {
-			co_stage_log(run, CO_LOG_WARN,
-				     "tenant '%s': no GitRepository with a URL in its wiring; "
-				     "skipped",
-				     json_string_value(json_object_get(tj, "name")));
+			co_stage_log(
+				run, CO_LOG_WARN,
+				"tenant '%s': no GitRepository with a URL in its wiring; "
+				"skipped",
+				json_string_value(json_object_get(tj, "name")));
 			continue;
 		}
 		t->d = d;
@@ -1103,9 +1117,10 @@ static int deploy_start(struct co_stage_run *run, const char *state,
 		t->src_ns = part(src, true, ns);
 		t->src_name = part(src, false, ns);
 		t->url = co_strdup(url);
-		t->branch = co_strdup(json_object_get(tj, "branch")
-					      ? json_string_value(json_object_get(tj, "branch"))
-					      : "main");
+		t->branch = co_strdup(
+			json_object_get(tj, "branch")
+				? json_string_value(json_object_get(tj, "branch"))
+				: "main");
 		co_stages_git_opts(run, t->url, &t->git, &t->cache);
 		t->st = T_PENDING;
 		d->n++;

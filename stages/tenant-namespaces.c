@@ -49,8 +49,8 @@ enum state {
 };
 
 static const char *const state_names[] = {
-	[ST_FETCHING] = "fetching",   [ST_CHECKING_OUT] = "checking-out",
-	[ST_BUILDING] = "building",   [ST_COMMITTING] = "committing",
+	[ST_FETCHING] = "fetching", [ST_CHECKING_OUT] = "checking-out",
+	[ST_BUILDING] = "building", [ST_COMMITTING] = "committing",
 	[ST_WAITING] = "waiting",
 };
 
@@ -64,14 +64,14 @@ struct namespaces {
 	struct co_git_opts git;
 	char sha[CO_GIT_SHA_HEX + 1];
 	char *workdir;
-	char *overlay;	     /* tenants/<env>/<location> */
+	char *overlay; /* tenants/<env>/<location> */
 	struct co_manifests *build;
-	json_t *items;	     /* built objects, substituted */
-	json_t *tenants;     /* co_tenants_from_objects(), filtered by the request */
-	json_t *missing;     /* requested tenant names not wired */
-	json_t *refs;	     /* objects to wait for */
-	json_t *secrets;     /* Secret objects to apply */
-	unsigned commits;    /* pushes made (bounded) */
+	json_t *items;	  /* built objects, substituted */
+	json_t *tenants;  /* co_tenants_from_objects(), filtered by the request */
+	json_t *missing;  /* requested tenant names not wired */
+	json_t *refs;	  /* objects to wait for */
+	json_t *secrets;  /* Secret objects to apply */
+	unsigned commits; /* pushes made (bounded) */
 	enum wait_step wstep;
 	size_t next;
 	unsigned attempt;
@@ -128,7 +128,8 @@ static void git_cb(struct co_git_result *res, void *data)
 		return;
 	case ST_COMMITTING:
 		co_stage_log(n->sm.run, CO_LOG_INFO,
-			     "tenant wiring committed to the fleet repo as %.12s", res->sha);
+			     "tenant wiring committed to the fleet repo as %.12s",
+			     res->sha);
 		n->commits++;
 		set_state(n, ST_FETCHING, NULL);
 		return;
@@ -145,13 +146,13 @@ static void enter_git(struct namespaces *n)
 
 	if (n->state == ST_FETCHING) {
 		co_stage_waiting(run, "fetch the fleet repo");
-		rc = co_git_fetch(co_stage_loop(run), &n->git, co_stages_branch(run), git_cb,
-				  n, &err);
+		rc = co_git_fetch(co_stage_loop(run), &n->git, co_stages_branch(run),
+				  git_cb, n, &err);
 	} else {
 		co_stage_waiting(run, "check out the fleet repo at %.12s", n->sha);
 		co_stages_remove_tree(n->workdir);
-		rc = co_git_checkout(co_stage_loop(run), &n->git, n->sha, n->workdir, git_cb,
-				     n, &err);
+		rc = co_git_checkout(co_stage_loop(run), &n->git, n->sha, n->workdir,
+				     git_cb, n, &err);
 	}
 	if (rc < 0) {
 		co_sm_finish(&n->sm, rc, &err);
@@ -170,8 +171,9 @@ static bool requested(struct namespaces *n, const char *name)
 
 	if (!json_is_array(want) || json_array_size(want) == 0)
 		return true;
-	json_array_foreach(want, i, v) if (json_string_value(v) &&
-					   strcmp(json_string_value(v), name) == 0) return true;
+	json_array_foreach(want, i,
+			   v) if (json_string_value(v) &&
+				  strcmp(json_string_value(v), name) == 0) return true;
 	return false;
 }
 
@@ -207,18 +209,20 @@ static void build_cb(int status, json_t *items, const struct co_error *err, void
 	all = co_tenants_from_objects(n->items);
 	json_decref(n->tenants);
 	n->tenants = json_array();
-	json_array_foreach(all, i, t) if (requested(
-		n, json_string_value(json_object_get(t, "name"))))
+	json_array_foreach(
+		all, i,
+		t) if (requested(n, json_string_value(json_object_get(t, "name"))))
 		json_array_append(n->tenants, t);
 	json_array_clear(n->missing);
 	json_array_foreach(want, i, v)
 	{
 		bool found = false;
 
-		json_array_foreach(all, j, t) if (json_string_value(v) &&
-						  strcmp(json_string_value(
-								 json_object_get(t, "name")),
-							 json_string_value(v)) == 0) found = true;
+		json_array_foreach(
+			all, j,
+			t) if (json_string_value(v) &&
+			       strcmp(json_string_value(json_object_get(t, "name")),
+				      json_string_value(v)) == 0) found = true;
 		if (!found && json_string_value(v))
 			json_array_append(n->missing, v);
 	}
@@ -230,7 +234,8 @@ static void build_cb(int status, json_t *items, const struct co_error *err, void
 			fail(n, -EINVAL,
 			     "tenant '%s' is still not defined by '%s' after committing "
 			     "its wiring",
-			     json_string_value(json_array_get(n->missing, 0)), n->overlay);
+			     json_string_value(json_array_get(n->missing, 0)),
+			     n->overlay);
 			return;
 		}
 		d = json_pack("{s:O}", "tenants", n->missing);
@@ -239,7 +244,8 @@ static void build_cb(int status, json_t *items, const struct co_error *err, void
 		return;
 	}
 	if (json_array_size(n->tenants) == 0)
-		co_stage_log(n->sm.run, CO_LOG_INFO, "'%s' defines no tenant", n->overlay);
+		co_stage_log(n->sm.run, CO_LOG_INFO, "'%s' defines no tenant",
+			     n->overlay);
 	d = json_pack("{s:s, s:O}", "commit", n->sha, "tenants", n->tenants);
 	set_state(n, ST_WAITING, d);
 	json_decref(d);
@@ -330,8 +336,8 @@ static void enter_committing(struct namespaces *n)
 		{
 			json_object_set(changes, k, c);
 			/* the next tenant's overlay entry goes on top of this one */
-			if (strstr(k, "/kustomization.yaml") && strncmp(k, n->overlay,
-									strlen(n->overlay)) == 0) {
+			if (strstr(k, "/kustomization.yaml") &&
+			    strncmp(k, n->overlay, strlen(n->overlay)) == 0) {
 				free(overlay_text);
 				overlay_text = co_strdup(json_string_value(c));
 			}
@@ -411,7 +417,7 @@ static void kube_cb(struct co_kube_result *res, void *data)
 				 json_string_value(json_object_get(r, "kind")),
 				 json_string_value(json_object_get(r, "namespace")),
 				 *json_string_value(json_object_get(r, "namespace")) ? "/"
-										      : "",
+										     : "",
 				 json_string_value(json_object_get(r, "name")), n->sha);
 		co_sm_sleep(&n->sm, co_stage_backoff(n->attempt++, 200, 5000));
 		return;
@@ -453,7 +459,8 @@ static void wait_next(struct namespaces *n)
 			return;
 		}
 		ref = (struct co_kube_ref){
-			.api_version = json_string_value(json_object_get(r, "apiVersion")),
+			.api_version =
+				json_string_value(json_object_get(r, "apiVersion")),
 			.kind = json_string_value(json_object_get(r, "kind")),
 			.ns = json_string_value(json_object_get(r, "namespace")),
 			.name = json_string_value(json_object_get(r, "name"))};
@@ -490,17 +497,17 @@ static int collect_secrets(struct namespaces *n, struct co_error *err)
 			return co_error_set(err, -EINVAL,
 					    "tenant '%s' needs git secret '%s/%s': set "
 					    "gitTokenEnv to a variable holding the token",
-					    json_string_value(json_object_get(t, "name")), ns,
-					    secret);
+					    json_string_value(json_object_get(t, "name")),
+					    ns, secret);
 		u = co_base64_encode("git", 3);
 		p = co_base64_encode(token, strlen(token));
 		json_array_append_new(
 			n->secrets,
 			json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:{s:s, s:s}}",
-				  "apiVersion", "v1", "kind", "Secret", "metadata", "name",
-				  secret, "namespace", ns, "labels",
-				  "app.kubernetes.io/managed-by", "cutover", "type", "Opaque",
-				  "data", "username", u, "password", p));
+				  "apiVersion", "v1", "kind", "Secret", "metadata",
+				  "name", secret, "namespace", ns, "labels",
+				  "app.kubernetes.io/managed-by", "cutover", "type",
+				  "Opaque", "data", "username", u, "password", p));
 		free(u);
 		free(p);
 	}
@@ -567,7 +574,8 @@ static void step(struct co_sm *sm)
 	case ST_DONE:
 		co_stage_record(sm->run, "tenants", json_incref(n->tenants), NULL);
 		co_stage_record(sm->run, "fleetCommit", json_string(n->sha), NULL);
-		co_stage_log(sm->run, CO_LOG_INFO, "%zu tenants wired, %zu objects present",
+		co_stage_log(sm->run, CO_LOG_INFO,
+			     "%zu tenants wired, %zu objects present",
 			     json_array_size(n->tenants), json_array_size(n->refs));
 		co_sm_finish(sm, 0, NULL);
 		return;

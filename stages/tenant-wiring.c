@@ -40,7 +40,8 @@ json_t *co_tenants_from_objects(const json_t *items)
 		const char *name = str_at(meta, "name", NULL);
 		const char *label = str_at(json_object_get(meta, "labels"),
 					   "toolkit.fluxcd.io/tenant", NULL);
-		const json_t *src = json_object_get(json_object_get(o, "spec"), "sourceRef");
+		const json_t *src =
+			json_object_get(json_object_get(o, "spec"), "sourceRef");
 		const char *src_name = str_at(src, "name", NULL);
 		const char *src_ns = str_at(src, "namespace", NULL);
 		const json_t *repo = NULL, *it2;
@@ -55,7 +56,8 @@ json_t *co_tenants_from_objects(const json_t *items)
 			src_ns = ns;
 		json_array_foreach(items, j, it2)
 		{
-			const json_t *r = obj_of(it2), *rm = json_object_get(r, "metadata");
+			const json_t *r = obj_of(it2),
+				     *rm = json_object_get(r, "metadata");
 			const char *rav = str_at(r, "apiVersion", NULL);
 
 			if (rav && strncmp(rav, "source.toolkit.fluxcd.io/", 25) == 0 &&
@@ -75,14 +77,15 @@ json_t *co_tenants_from_objects(const json_t *items)
 		if (repo) {
 			const json_t *spec = json_object_get(repo, "spec");
 			const char *url = str_at(spec, "url", NULL);
-			const char *branch = str_at(json_object_get(spec, "ref"), "branch",
-						    NULL);
-			const char *secret = str_at(json_object_get(spec, "secretRef"),
-						    "name", NULL);
+			const char *branch =
+				str_at(json_object_get(spec, "ref"), "branch", NULL);
+			const char *secret =
+				str_at(json_object_get(spec, "secretRef"), "name", NULL);
 
 			if (url)
 				json_object_set_new(t, "url", json_string(url));
-			json_object_set_new(t, "branch", json_string(branch ? branch : "main"));
+			json_object_set_new(t, "branch",
+					    json_string(branch ? branch : "main"));
 			if (secret)
 				json_object_set_new(t, "secretRef", json_string(secret));
 		}
@@ -93,8 +96,9 @@ json_t *co_tenants_from_objects(const json_t *items)
 
 json_t *co_tenants_wiring_refs(const json_t *items, const char *namespace_)
 {
-	static const char *const kinds[] = {"Namespace", "ServiceAccount", "Role",
-					    "RoleBinding", "ConfigMap", "Secret", NULL};
+	static const char *const kinds[] = {"Namespace",   "ServiceAccount", "Role",
+					    "RoleBinding", "ConfigMap",	     "Secret",
+					    NULL};
 	json_t *out = json_array();
 	const json_t *item;
 	size_t i;
@@ -194,21 +198,22 @@ json_t *co_tenants_wiring_changes(const char *tenant, const char *overlay_dir,
 		p = co_asprintf("tenants/base/%s/kustomization.yaml", tenant);
 		json_object_set_new(
 			ch, p,
-			json_sprintf("# Wiring for tenant \"%s\", written by cutover: its "
-				     "namespace, the service\n"
-				     "# account its Flux Kustomization impersonates, RBAC "
-				     "limited to the namespace,\n"
-				     "# the cluster variables and the GitRepository + "
-				     "Kustomization of its repo.\n"
-				     "apiVersion: kustomize.config.k8s.io/v1beta1\n"
-				     "kind: Kustomization\n"
-				     "namespace: %s\n"
-				     "resources:\n"
-				     "  - namespace.yaml\n"
-				     "  - rbac.yaml\n"
-				     "  - cluster-vars.yaml\n"
-				     "  - sync.yaml\n",
-				     tenant, tenant));
+			json_sprintf(
+				"# Wiring for tenant \"%s\", written by cutover: its "
+				"namespace, the service\n"
+				"# account its Flux Kustomization impersonates, RBAC "
+				"limited to the namespace,\n"
+				"# the cluster variables and the GitRepository + "
+				"Kustomization of its repo.\n"
+				"apiVersion: kustomize.config.k8s.io/v1beta1\n"
+				"kind: Kustomization\n"
+				"namespace: %s\n"
+				"resources:\n"
+				"  - namespace.yaml\n"
+				"  - rbac.yaml\n"
+				"  - cluster-vars.yaml\n"
+				"  - sync.yaml\n",
+				tenant, tenant));
 		free(p);
 		p = co_asprintf("tenants/base/%s/namespace.yaml", tenant);
 		json_object_set_new(ch, p,
@@ -221,77 +226,78 @@ json_t *co_tenants_wiring_changes(const char *tenant, const char *overlay_dir,
 						 tenant, tenant));
 		free(p);
 		p = co_asprintf("tenants/base/%s/rbac.yaml", tenant);
-		json_object_set_new(ch, p,
-				    json_sprintf("apiVersion: v1\n"
-						 "kind: ServiceAccount\n"
-						 "metadata:\n"
-						 "  name: %s\n"
-						 "  labels:\n"
-						 "    toolkit.fluxcd.io/tenant: %s\n"
-						 "---\n"
-						 "apiVersion: rbac.authorization.k8s.io/v1\n"
-						 "kind: RoleBinding\n"
-						 "metadata:\n"
-						 "  name: %s-reconciler\n"
-						 "  labels:\n"
-						 "    toolkit.fluxcd.io/tenant: %s\n"
-						 "roleRef:\n"
-						 "  apiGroup: rbac.authorization.k8s.io\n"
-						 "  kind: ClusterRole\n"
-						 "  name: admin\n"
-						 "subjects:\n"
-						 "  - kind: ServiceAccount\n"
-						 "    name: %s\n"
-						 "    namespace: %s\n",
-						 tenant, tenant, tenant, tenant, tenant,
-						 tenant));
+		json_object_set_new(
+			ch, p,
+			json_sprintf("apiVersion: v1\n"
+				     "kind: ServiceAccount\n"
+				     "metadata:\n"
+				     "  name: %s\n"
+				     "  labels:\n"
+				     "    toolkit.fluxcd.io/tenant: %s\n"
+				     "---\n"
+				     "apiVersion: rbac.authorization.k8s.io/v1\n"
+				     "kind: RoleBinding\n"
+				     "metadata:\n"
+				     "  name: %s-reconciler\n"
+				     "  labels:\n"
+				     "    toolkit.fluxcd.io/tenant: %s\n"
+				     "roleRef:\n"
+				     "  apiGroup: rbac.authorization.k8s.io\n"
+				     "  kind: ClusterRole\n"
+				     "  name: admin\n"
+				     "subjects:\n"
+				     "  - kind: ServiceAccount\n"
+				     "    name: %s\n"
+				     "    namespace: %s\n",
+				     tenant, tenant, tenant, tenant, tenant, tenant));
 		free(p);
 		p = co_asprintf("tenants/base/%s/cluster-vars.yaml", tenant);
-		json_object_set_new(ch, p,
-				    json_string("apiVersion: v1\n"
-						"kind: ConfigMap\n"
-						"metadata:\n"
-						"  name: cluster-vars\n"
-						"data:\n"
-						"  CLUSTER_NAME: \"${CLUSTER_NAME}\"\n"
-						"  CLUSTER_ENV: \"${CLUSTER_ENV}\"\n"
-						"  CLUSTER_LOCATION: \"${CLUSTER_LOCATION}\"\n"
-						"  CUTOVER_GATE_URL: \"${CUTOVER_GATE_URL}\"\n"
-						"  INGRESS_URL: \"${INGRESS_URL}\"\n"));
+		json_object_set_new(
+			ch, p,
+			json_string("apiVersion: v1\n"
+				    "kind: ConfigMap\n"
+				    "metadata:\n"
+				    "  name: cluster-vars\n"
+				    "data:\n"
+				    "  CLUSTER_NAME: \"${CLUSTER_NAME}\"\n"
+				    "  CLUSTER_ENV: \"${CLUSTER_ENV}\"\n"
+				    "  CLUSTER_LOCATION: \"${CLUSTER_LOCATION}\"\n"
+				    "  CUTOVER_GATE_URL: \"${CUTOVER_GATE_URL}\"\n"
+				    "  INGRESS_URL: \"${INGRESS_URL}\"\n"));
 		free(p);
 		p = co_asprintf("tenants/base/%s/sync.yaml", tenant);
-		json_object_set_new(ch, p,
-				    json_sprintf("apiVersion: source.toolkit.fluxcd.io/v1\n"
-						 "kind: GitRepository\n"
-						 "metadata:\n"
-						 "  name: %s\n"
-						 "spec:\n"
-						 "  interval: 1m\n"
-						 "  url: ${GIT_BASE_URL}/tenant-%s.git\n"
-						 "  ref:\n"
-						 "    branch: main\n"
-						 "---\n"
-						 "apiVersion: kustomize.toolkit.fluxcd.io/v1\n"
-						 "kind: Kustomization\n"
-						 "metadata:\n"
-						 "  name: %s\n"
-						 "spec:\n"
-						 "  interval: 1m\n"
-						 "  retryInterval: 30s\n"
-						 "  timeout: 5m\n"
-						 "  serviceAccountName: %s\n"
-						 "  sourceRef:\n"
-						 "    kind: GitRepository\n"
-						 "    name: %s\n"
-						 "  path: ./deploy/${CLUSTER_ENV}\n"
-						 "  prune: true\n"
-						 "  targetNamespace: %s\n"
-						 "  postBuild:\n"
-						 "    substituteFrom:\n"
-						 "      - kind: ConfigMap\n"
-						 "        name: cluster-vars\n",
-						 tenant, tenant, tenant, tenant, tenant,
-						 tenant));
+		json_object_set_new(
+			ch, p,
+			json_sprintf("apiVersion: source.toolkit.fluxcd.io/v1\n"
+				     "kind: GitRepository\n"
+				     "metadata:\n"
+				     "  name: %s\n"
+				     "spec:\n"
+				     "  interval: 1m\n"
+				     "  url: ${GIT_BASE_URL}/tenant-%s.git\n"
+				     "  ref:\n"
+				     "    branch: main\n"
+				     "---\n"
+				     "apiVersion: kustomize.toolkit.fluxcd.io/v1\n"
+				     "kind: Kustomization\n"
+				     "metadata:\n"
+				     "  name: %s\n"
+				     "spec:\n"
+				     "  interval: 1m\n"
+				     "  retryInterval: 30s\n"
+				     "  timeout: 5m\n"
+				     "  serviceAccountName: %s\n"
+				     "  sourceRef:\n"
+				     "    kind: GitRepository\n"
+				     "    name: %s\n"
+				     "  path: ./deploy/${CLUSTER_ENV}\n"
+				     "  prune: true\n"
+				     "  targetNamespace: %s\n"
+				     "  postBuild:\n"
+				     "    substituteFrom:\n"
+				     "      - kind: ConfigMap\n"
+				     "        name: cluster-vars\n",
+				     tenant, tenant, tenant, tenant, tenant, tenant));
 		free(p);
 	}
 	ups = ups_to_tenants(overlay_dir);

@@ -36,7 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define HEALTH_HOST "health.cutover.local"
+#define HEALTH_HOST	 "health.cutover.local"
 #define CHECK_TIMEOUT_MS (5 * 60 * 1000) /* per check, not scaled: real programs */
 #define PROBE_TIMEOUT_MS 5000
 
@@ -63,11 +63,11 @@ struct validate {
 	char *cache;
 	struct co_git_opts git;
 	char sha[CO_GIT_SHA_HEX + 1];
-	char *workdir;	   /* scratch checkout */
-	char *checks_dir;  /* <workdir>/clusters/<env>/<location>/checks */
-	json_t *checks;	   /* names, sorted */
-	size_t next;	   /* check being run */
-	json_t *passed;	   /* names that passed */
+	char *workdir;	  /* scratch checkout */
+	char *checks_dir; /* <workdir>/clusters/<env>/<location>/checks */
+	json_t *checks;	  /* names, sorted */
+	size_t next;	  /* check being run */
+	json_t *passed;	  /* names that passed */
 	struct co_http_call *call;
 	struct co_subproc *proc;
 };
@@ -138,13 +138,14 @@ static void enter_probing(struct validate *v)
 		return;
 	}
 	url = co_asprintf("%s/healthz", ingress);
-	rc = co_http_request(svc->http, &v->call,
-			     &(struct co_http_req_opts){.url = url,
-							.headers = headers,
-							.timeout_ms = PROBE_TIMEOUT_MS,
-							.connect_timeout_ms = PROBE_TIMEOUT_MS,
-							.max_body = 64 * 1024},
-			     probe_cb, v, &err);
+	rc = co_http_request(
+		svc->http, &v->call,
+		&(struct co_http_req_opts){.url = url,
+					   .headers = headers,
+					   .timeout_ms = PROBE_TIMEOUT_MS,
+					   .connect_timeout_ms = PROBE_TIMEOUT_MS,
+					   .max_body = 64 * 1024},
+		probe_cb, v, &err);
 	free(url);
 	if (rc < 0) {
 		co_sm_finish(&v->sm, rc, &err);
@@ -177,7 +178,8 @@ static json_t *list_checks(const char *dir)
 		if (de->d_name[0] == '.')
 			continue;
 		path = co_asprintf("%s/%s", dir, de->d_name);
-		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0) {
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+		    access(path, X_OK) == 0) {
 			if (n == cap) {
 				cap = cap ? cap * 2 : 8;
 				names = co_realloc(names, cap * sizeof(*names));
@@ -235,14 +237,14 @@ static void enter_git(struct validate *v)
 
 	if (v->state == ST_FETCHING) {
 		co_stage_waiting(run, "fetch the fleet repo");
-		rc = co_git_fetch(co_stage_loop(run), &v->git, co_stages_branch(run), git_cb,
-				  v, &err);
+		rc = co_git_fetch(co_stage_loop(run), &v->git, co_stages_branch(run),
+				  git_cb, v, &err);
 	} else {
 		co_stage_waiting(run, "check out the fleet repo at %.12s", v->sha);
 		/* a previous run's checkout may hold files this commit deleted */
 		co_stages_remove_tree(v->workdir);
-		rc = co_git_checkout(co_stage_loop(run), &v->git, v->sha, v->workdir, git_cb,
-				     v, &err);
+		rc = co_git_checkout(co_stage_loop(run), &v->git, v->sha, v->workdir,
+				     git_cb, v, &err);
 	}
 	if (rc < 0) {
 		co_sm_finish(&v->sm, rc, &err);

@@ -33,7 +33,8 @@
 #include <sys/stat.h>
 
 static const char usage[] =
-	"usage: cutover tenant deploy CLUSTER TENANT [--fleet-repo URL] [--branch BRANCH]\n"
+	"usage: cutover tenant deploy CLUSTER TENANT [--fleet-repo URL] [--branch "
+	"BRANCH]\n"
 	"                             [--state-dir DIR] [--listen HOST:PORT]\n"
 	"                             [--gate-url URL] [--manual-gate]\n"
 	"                             [--flux-components FILE]\n"
@@ -68,10 +69,11 @@ static int seed_tenant(const char *state, const char *tenant, struct co_error *e
 	if (stat(bare, &st) == 0)
 		goto out;
 	if (stat(src, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		rc = co_error_set(err, -ENOENT,
-				  "no repository '%s' and no sample tenant '%s' to seed it "
-				  "from",
-				  bare, src);
+		rc = co_error_set(
+			err, -ENOENT,
+			"no repository '%s' and no sample tenant '%s' to seed it "
+			"from",
+			bare, src);
 		goto out;
 	}
 	rc = co_fleet_seed_repo(bare, src, NULL, err);
@@ -138,13 +140,14 @@ static int deploy(int argc, char **argv)
 		else if (!tenant)
 			tenant = a;
 		else
-			return co_cli_usage_error("tenant", "unexpected argument '%s'", a);
+			return co_cli_usage_error("tenant", "unexpected argument '%s'",
+						  a);
 	}
 	if (!cluster || !tenant)
 		return co_cli_usage_error("tenant", "deploy needs CLUSTER and TENANT");
 	if (!co_stages_dns1123_label(tenant))
-		return co_cli_usage_error("tenant", "tenant name '%s' is not a DNS-1123 label",
-					  tenant);
+		return co_cli_usage_error(
+			"tenant", "tenant name '%s' is not a DNS-1123 label", tenant);
 	if (listen) {
 		char host[256];
 		int port;
@@ -160,8 +163,9 @@ static int deploy(int argc, char **argv)
 	}
 	c = co_registry_get(reg, cluster);
 	if (!c || !json_string_value(json_object_get(c, "kubeconfig"))) {
-		fprintf(stderr, "cutover tenant: no cluster '%s' in '%s' (see 'cutover cluster "
-				"list')\n",
+		fprintf(stderr,
+			"cutover tenant: no cluster '%s' in '%s' (see 'cutover cluster "
+			"list')\n",
 			cluster, state);
 		goto out;
 	}
@@ -175,8 +179,8 @@ static int deploy(int argc, char **argv)
 				? json_string_value(json_object_get(c, "location"))
 				: "northeurope",
 			"kubeconfig", json_string_value(json_object_get(c, "kubeconfig")),
-			"ingress", json_string_value(json_object_get(c, "ingress")), "tenants",
-			tenant, "manualGate", manual);
+			"ingress", json_string_value(json_object_get(c, "ingress")),
+			"tenants", tenant, "manualGate", manual);
 	{
 		json_t *names = json_array();
 

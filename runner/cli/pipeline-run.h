@@ -35,7 +35,7 @@ int co_cli_run_pipeline(const struct co_cli_pipeline *o);
 /* ${CUTOVER_STATE_DIR:-./.cutover} (static storage or the environment's). */
 const char *co_cli_state_dir(const char *opt);
 
-/* "stages 5-11 (validate-cluster, ...) are not part of this build" or NULL when every
+/* "stages 8-11 (load-test, ...) are not part of this build" or NULL when every
  * stage is built (new string). */
 char *co_cli_missing_stages(void);
 

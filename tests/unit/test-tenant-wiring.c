@@ -26,52 +26,53 @@ static json_t *load(const char *yaml)
 	return docs;
 }
 
-static const char built[] = "apiVersion: v1\n"
-			    "kind: Namespace\n"
-			    "metadata: {name: core, labels: {toolkit.fluxcd.io/tenant: core}}\n"
-			    "---\n"
-			    "apiVersion: v1\n"
-			    "kind: ServiceAccount\n"
-			    "metadata: {name: core, namespace: core}\n"
-			    "---\n"
-			    "apiVersion: rbac.authorization.k8s.io/v1\n"
-			    "kind: RoleBinding\n"
-			    "metadata: {name: core-reconciler, namespace: core}\n"
-			    "---\n"
-			    "apiVersion: v1\n"
-			    "kind: ConfigMap\n"
-			    "metadata: {name: cluster-vars, namespace: core}\n"
-			    "---\n"
-			    "apiVersion: v1\n"
-			    "kind: ConfigMap\n"
-			    "metadata: {name: elsewhere, namespace: other}\n"
-			    "---\n"
-			    "apiVersion: source.toolkit.fluxcd.io/v1\n"
-			    "kind: GitRepository\n"
-			    "metadata: {name: core, namespace: core}\n"
-			    "spec:\n"
-			    "  url: file:///repos/tenant-core.git\n"
-			    "  ref: {branch: release}\n"
-			    "  secretRef: {name: core-git}\n"
-			    "---\n"
-			    "apiVersion: kustomize.toolkit.fluxcd.io/v1\n"
-			    "kind: Kustomization\n"
-			    "metadata: {name: core, namespace: core}\n"
-			    "spec: {sourceRef: {kind: GitRepository, name: core}, path: ./d}\n"
-			    "---\n"
-			    "apiVersion: kustomize.toolkit.fluxcd.io/v1\n"
-			    "kind: Kustomization\n"
-			    "metadata: {name: platform, namespace: flux-system}\n"
-			    "spec: {sourceRef: {kind: GitRepository, name: flux-system}}\n"
-			    "---\n"
-			    "apiVersion: kustomize.toolkit.fluxcd.io/v1\n"
-			    "kind: Kustomization\n"
-			    "metadata:\n"
-			    "  name: web\n"
-			    "  namespace: shop\n"
-			    "  labels: {toolkit.fluxcd.io/tenant: webshop}\n"
-			    "spec: {sourceRef: {kind: GitRepository, name: web, namespace: "
-			    "src}}\n";
+static const char built[] =
+	"apiVersion: v1\n"
+	"kind: Namespace\n"
+	"metadata: {name: core, labels: {toolkit.fluxcd.io/tenant: core}}\n"
+	"---\n"
+	"apiVersion: v1\n"
+	"kind: ServiceAccount\n"
+	"metadata: {name: core, namespace: core}\n"
+	"---\n"
+	"apiVersion: rbac.authorization.k8s.io/v1\n"
+	"kind: RoleBinding\n"
+	"metadata: {name: core-reconciler, namespace: core}\n"
+	"---\n"
+	"apiVersion: v1\n"
+	"kind: ConfigMap\n"
+	"metadata: {name: cluster-vars, namespace: core}\n"
+	"---\n"
+	"apiVersion: v1\n"
+	"kind: ConfigMap\n"
+	"metadata: {name: elsewhere, namespace: other}\n"
+	"---\n"
+	"apiVersion: source.toolkit.fluxcd.io/v1\n"
+	"kind: GitRepository\n"
+	"metadata: {name: core, namespace: core}\n"
+	"spec:\n"
+	"  url: file:///repos/tenant-core.git\n"
+	"  ref: {branch: release}\n"
+	"  secretRef: {name: core-git}\n"
+	"---\n"
+	"apiVersion: kustomize.toolkit.fluxcd.io/v1\n"
+	"kind: Kustomization\n"
+	"metadata: {name: core, namespace: core}\n"
+	"spec: {sourceRef: {kind: GitRepository, name: core}, path: ./d}\n"
+	"---\n"
+	"apiVersion: kustomize.toolkit.fluxcd.io/v1\n"
+	"kind: Kustomization\n"
+	"metadata: {name: platform, namespace: flux-system}\n"
+	"spec: {sourceRef: {kind: GitRepository, name: flux-system}}\n"
+	"---\n"
+	"apiVersion: kustomize.toolkit.fluxcd.io/v1\n"
+	"kind: Kustomization\n"
+	"metadata:\n"
+	"  name: web\n"
+	"  namespace: shop\n"
+	"  labels: {toolkit.fluxcd.io/tenant: webshop}\n"
+	"spec: {sourceRef: {kind: GitRepository, name: web, namespace: "
+	"src}}\n";
 
 static void test_tenants_from_objects(void **state)
 {
@@ -89,7 +90,8 @@ static void test_tenants_from_objects(void **state)
 	assert_string_equal(json_string_value(json_object_get(t, "url")),
 			    "file:///repos/tenant-core.git");
 	assert_string_equal(json_string_value(json_object_get(t, "branch")), "release");
-	assert_string_equal(json_string_value(json_object_get(t, "secretRef")), "core-git");
+	assert_string_equal(json_string_value(json_object_get(t, "secretRef")),
+			    "core-git");
 	/* label names the tenant; a source in another namespace without its object */
 	t = json_array_get(ts, 1);
 	assert_string_equal(json_string_value(json_object_get(t, "name")), "webshop");
@@ -105,8 +107,8 @@ static void test_tenants_from_objects(void **state)
 		size_t i;
 
 		json_array_foreach(docs, i, o)
-			json_array_append_new(wrapped, json_pack("{s:O, s:s}", "object", o,
-								 "source", "x.yaml"));
+			json_array_append_new(wrapped, json_pack("{s:O, s:s}", "object",
+								 o, "source", "x.yaml"));
 		ts = co_tenants_from_objects(wrapped);
 		assert_int_equal(json_array_size(ts), 2);
 		json_decref(ts);
@@ -124,13 +126,14 @@ static void test_wiring_refs(void **state)
 	refs = co_tenants_wiring_refs(docs, "core");
 	s = json_dumps(refs, JSON_COMPACT);
 	assert_string_equal(
-		s, "[{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"namespace\":\"\","
-		   "\"name\":\"core\"},{\"apiVersion\":\"v1\",\"kind\":\"ServiceAccount\","
-		   "\"namespace\":\"core\",\"name\":\"core\"},{\"apiVersion\":"
-		   "\"rbac.authorization.k8s.io/v1\",\"kind\":\"RoleBinding\","
-		   "\"namespace\":\"core\",\"name\":\"core-reconciler\"},{\"apiVersion\":"
-		   "\"v1\",\"kind\":\"ConfigMap\",\"namespace\":\"core\",\"name\":"
-		   "\"cluster-vars\"}]");
+		s,
+		"[{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"namespace\":\"\","
+		"\"name\":\"core\"},{\"apiVersion\":\"v1\",\"kind\":\"ServiceAccount\","
+		"\"namespace\":\"core\",\"name\":\"core\"},{\"apiVersion\":"
+		"\"rbac.authorization.k8s.io/v1\",\"kind\":\"RoleBinding\","
+		"\"namespace\":\"core\",\"name\":\"core-reconciler\"},{\"apiVersion\":"
+		"\"v1\",\"kind\":\"ConfigMap\",\"namespace\":\"core\",\"name\":"
+		"\"cluster-vars\"}]");
 	free(s);
 	json_decref(refs);
 	refs = co_tenants_wiring_refs(docs, "nobody");
@@ -178,12 +181,12 @@ static void test_wiring_changes(void **state)
 		assert_non_null(json_object_get(json_array_get(docs, 0), "labels"));
 	}
 	json_decref(docs);
-	assert_non_null(strstr(json_string_value(json_object_get(
-				       ch, "tenants/base/shop/sync.yaml")),
-			       "url: ${GIT_BASE_URL}/tenant-shop.git"));
-	assert_non_null(strstr(json_string_value(json_object_get(
-				       ch, "tenants/base/shop/sync.yaml")),
-			       "path: ./deploy/${CLUSTER_ENV}"));
+	assert_non_null(strstr(
+		json_string_value(json_object_get(ch, "tenants/base/shop/sync.yaml")),
+		"url: ${GIT_BASE_URL}/tenant-shop.git"));
+	assert_non_null(strstr(
+		json_string_value(json_object_get(ch, "tenants/base/shop/sync.yaml")),
+		"path: ./deploy/${CLUSTER_ENV}"));
 	json_decref(ch);
 
 	/* base already there: only the overlay; no overlay yet: created */
@@ -200,10 +203,11 @@ static void test_wiring_changes(void **state)
 
 	/* an overlay without resources gets the list appended */
 	ch = co_tenants_wiring_changes("a1", "tenants/x/y", "kind: Kustomization", 1);
-	docs = load(json_string_value(json_object_get(ch, "tenants/x/y/kustomization.yaml")));
-	assert_int_equal(json_array_size(json_object_get(json_array_get(docs, 0),
-							 "resources")),
-			 1);
+	docs = load(
+		json_string_value(json_object_get(ch, "tenants/x/y/kustomization.yaml")));
+	assert_int_equal(
+		json_array_size(json_object_get(json_array_get(docs, 0), "resources")),
+		1);
 	json_decref(docs);
 	json_decref(ch);
 
