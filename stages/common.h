@@ -8,6 +8,7 @@
 #ifndef CO_STAGES_COMMON_H
 #define CO_STAGES_COMMON_H
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,6 +19,14 @@
 #include "engine/stage.h"
 
 struct co_kube;
+
+/*
+ * The code of a failure that is a verdict rather than an accident (a check exited
+ * non-zero, a canary Failed): the engine retries transient codes (-EIO among them),
+ * and a verdict must not be retried, so it gets a code the engine treats as
+ * permanent.
+ */
+#define CO_STAGES_VERDICT (-EREMOTEIO)
 
 /*
  * Embedded first in each stage's private struct. At most one operation is in flight

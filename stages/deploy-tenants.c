@@ -574,7 +574,7 @@ static void canary_cb(struct co_kube_result *res, void *data)
 		const char *msg = json_string_value(json_object_get(cond, "message"));
 		const char *reason = json_string_value(json_object_get(cond, "reason"));
 
-		fail(d, -EIO,
+		fail(d, CO_STAGES_VERDICT,
 		     "tenant '%s': canary %s/%s failed at %s: %s%s%s (failed checks "
 		     "%lld)",
 		     t->name, t->ns, k->name, t->rev, reason ? reason : "Failed",

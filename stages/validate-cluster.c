@@ -296,10 +296,11 @@ static void check_cb(struct co_subproc_result *res, void *data)
 			line = last_line(&res->out);
 		}
 		if (res->term_signal)
-			fail(v, -EIO, "check '%s' killed by signal %d%s%s", name,
-			     res->term_signal, *line ? ": " : "", line);
+			fail(v, CO_STAGES_VERDICT, "check '%s' killed by signal %d%s%s",
+			     name, res->term_signal, *line ? ": " : "", line);
 		else
-			fail(v, -EIO, "check '%s' failed with exit code %lld%s%s", name,
+			fail(v, CO_STAGES_VERDICT,
+			     "check '%s' failed with exit code %lld%s%s", name,
 			     (long long)res->exit_code, *line ? ": " : "", line);
 		free(line);
 		return;

@@ -10,7 +10,9 @@
 #     (plus a webhook to the runner's hosted /hooks/git) is rolled out on the new
 #     cluster and analysed by its canary before the pipeline ends;
 #  4. a release with FAULT_ERROR_RATE=0.5 pushed before an upgrade fails stage 7 with
-#     the canary's reason; the new cluster is deleted, cluster1 untouched.
+#     the canary's reason (not retried); the new cluster is deleted, cluster1 untouched;
+#  5. a fleet check that exits non-zero fails stage 5 with its name, exit code and last
+#     stderr line.
 #
 # Usage: test-tenants.sh SOURCE_ROOT  (CUTOVER and KUBESIM name the binaries; exits 77
 # when kubesim or kubectl is missing).
@@ -190,6 +192,12 @@ rc=$?
 grep -q "stage 'deploy-tenants'.*canary core/podinfo failed at main@sha1:$(tenant_head): Failed: Canary analysis failed" \
 	"$T/up4.err" && ok "failure names the canary and its reason" ||
 	{ fail "no canary reason"; grep -i "fail" "$T/up4.err" | tail -5; }
+n=$(python3 -c '
+import json, sys
+print(sum(1 for l in open(sys.argv[1]) if (lambda e: e.get("stage") == "deploy-tenants" and
+      e.get("to") == "retry")(json.loads(l))))' \
+	"$CUTOVER_STATE_DIR/pipelines/cluster1-to-cluster4/journal.jsonl")
+[ "$n" = 0 ] && ok "a failed canary is a verdict, not retried" || fail "$n retries of a failed canary"
 grep -q "cluster 'cluster4' deleted; the old cluster and the load balancer are untouched" "$T/up4.err" &&
 	ok "report says cluster4 deleted" || fail "no cleanup report"
 [ "$(sim_count cluster4)" = 0 ] && ok "kubesim no longer holds cluster4" || fail "cluster4 still in kubesim"
@@ -199,6 +207,21 @@ grep -q "cluster 'cluster4' deleted; the old cluster and the load balancer are u
 c1_after=$(kubectl --kubeconfig "$(kc cluster1)" get ns -o name 2>&1 | sort | tr '\n' ' ')
 [ "$c1_before" = "$c1_after" ] && ok "cluster1 answers with the same namespaces" ||
 	fail "cluster1 namespaces: '$c1_before' -> '$c1_after'"
+
+# ---- 5. a failing fleet check fails stage 5 with its name, exit code and stderr ----
+git clone -q "$CUTOVER_STATE_DIR/repos/fleet.git" "$T/fleet" || die "clone fleet"
+printf '#!/bin/sh\necho "checking $CLUSTER" \necho "quota exceeded on $CLUSTER" >&2\nexit 3\n' \
+	>"$T/fleet/clusters/staging/northeurope/checks/zz-quota"
+chmod +x "$T/fleet/clusters/staging/northeurope/checks/zz-quota"
+git -C "$T/fleet" add -A && git -C "$T/fleet" -c user.name=t -c user.email=t@t commit -qm "A failing check" &&
+	git -C "$T/fleet" push -q origin HEAD:main || fail "push the check"
+"$CUTOVER" upgrade cluster1 --to cluster5 --image rancher/k3s:v1.27.1-k3s1 \
+	>"$T/up5.log" 2>"$T/up5.err"
+rc=$?
+[ $rc -eq 1 ] && grep -q "stage 'validate-cluster'.*check 'zz-quota' failed with exit code 3: quota exceeded on cluster5" \
+	"$T/up5.err" && ok "failing check fails validate-cluster with its stderr" ||
+	{ fail "check failure: rc $rc"; grep -i fail "$T/up5.err" | tail -3; }
+[ "$(sim_count cluster5)" = 0 ] && ok "cluster5 deleted after the failed check" || fail "cluster5 left"
 
 kill -0 "$(cat "$ksdir/kubesim.pid")" 2>/dev/null || fail "kubesim died"
 "$root/cleanup-local.sh" >/dev/null 2>&1 || fail "cleanup-local.sh"
