@@ -115,6 +115,26 @@ gate=$(kget cluster2 flux-system configmap cluster-vars '{.data.CUTOVER_GATE_URL
 grep -q "webhooks at $gate " "$T/up2.err" && ok "cluster-vars names the runner's gate ($gate)" ||
 	fail "gate URL '$gate' is not the runner's"
 
+# ---- SIGTERM while deploy-tenants waits: exit 143, resumable, one cluster ----
+"$CUTOVER" upgrade cluster1 --to cluster6 --image rancher/k3s:v1.27.1-k3s1 \
+	>"$T/up6.log" 2>"$T/up6.err" &
+BG=$!
+for _ in $(seq 600); do
+	grep -q '"stage":"deploy-tenants","state":"waiting"' "$T/up6.log" && break
+	sleep 0.02
+done
+kill -TERM $BG
+wait $BG
+rc=$?
+BG=
+"$CUTOVER" resume cluster1-to-cluster6 >"$T/resume6.log" 2>&1
+rc2=$?
+st=$(stage_states cluster1-to-cluster6)
+[ $rc -eq 143 ] && [ $rc2 -eq 0 ] && [ "$st" = "succeeded $ALL7" ] && [ "$(sim_count cluster6)" = 1 ] &&
+	ok "SIGTERM in deploy-tenants: exit 143, resumed to the end" ||
+	{ fail "SIGTERM in deploy-tenants: rc $rc, resume rc $rc2, '$st'"; tail -5 "$T/resume6.log"; }
+"$CUTOVER" cluster delete cluster6 >/dev/null 2>&1 || fail "delete cluster6"
+
 # ---- 3. a push while deploy-tenants runs ----
 git clone -q "$CUTOVER_STATE_DIR/repos/tenant-core.git" "$T/tenant" || die "clone tenant-core"
 git -C "$T/tenant" config user.name tester
