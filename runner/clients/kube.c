@@ -40,6 +40,7 @@ struct op {
 	const char *content_type;
 	bool status_sub;
 	bool discovery_refreshed;
+	bool waiting_discovery;        /* for the in-flight discovery of api_version */
 	bool auth_retried;
 	bool waiting_creds;
 	char *plural;                  /* resolved */
@@ -55,6 +56,7 @@ struct co_kube {
 	struct co_kubeconfig cfg;      /* owned copies of the fields used */
 	struct co_kubeconfig_exec *exec;
 	json_t *discovery;             /* "group/version" -> {Kind: {name, namespaced}} */
+	json_t *discovering;           /* group-versions with a discovery in flight */
 	uint64_t timeout_ms;
 	struct op *ops;
 	struct co_kube_watch *watches;
@@ -612,16 +614,37 @@ static void http_done(struct co_http_response *hr, void *data)
 }
 
 /* Discovery for an op: a private OP_DISCOVERY op whose completion resumes the parent. */
+/*
+ * A discovery finished: every op waiting for that group-version continues (or fails
+ * with the discovery's error). One fetch serves all the ops that needed it, so
+ * applying a hundred objects of one group at once costs one discovery request.
+ */
+struct disc_ctx {
+	struct co_kube *kube;
+	char *gv;
+};
+
 static void discovery_done(struct co_kube_result *res, void *data)
 {
-	struct op *parent = data;
+	struct disc_ctx *d = data;
+	struct co_kube *kube = d->kube;
+	struct op *op, *next;
 
-	parent->call = NULL;
-	if (res->status < 0) {
-		op_fail(parent, res->status, res->code, res->reason, "%s", res->err.msg);
-		return;
+	json_object_del(kube->discovering, d->gv);
+	/* Ops only ever unlink themselves here, and new ones go to the head: next
+	 * stays valid. */
+	for (op = kube->ops; op; op = next) {
+		next = op->next;
+		if (!op->waiting_discovery || strcmp(op->api_version, d->gv) != 0)
+			continue;
+		op->waiting_discovery = false;
+		if (res->status < 0)
+			op_fail(op, res->status, res->code, res->reason, "%s", res->err.msg);
+		else
+			op_step(op);
 	}
-	op_step(parent);
+	free(d->gv);
+	free(d);
 }
 
 static void op_step(struct op *op)
@@ -651,14 +674,23 @@ static void op_step(struct op *op)
 		m = mapping_lookup(kube, op->api_version, op->obj_kind);
 		if (!m && (!json_object_get(kube->discovery, op->api_version) ||
 			   !op->discovery_refreshed)) {
-			struct op *d;
-
 			/* Unknown group-version, or a kind missing from a cached list (a CRD
-			 * applied since): fetch the list, once per op. */
+			 * applied since): fetch the list, at most once per op, and join a
+			 * fetch already in flight. */
 			op->discovery_refreshed = true;
-			d = op_new(kube, OP_DISCOVERY, op->api_version, NULL, NULL, NULL,
-				   discovery_done, op);
-			op_step(d);
+			op->waiting_discovery = true;
+			if (!json_object_get(kube->discovering, op->api_version)) {
+				struct disc_ctx *d = co_calloc(1, sizeof(*d));
+				struct op *dop;
+
+				d->kube = kube;
+				d->gv = co_strdup(op->api_version);
+				json_object_set_new(kube->discovering, op->api_version,
+						    json_true());
+				dop = op_new(kube, OP_DISCOVERY, op->api_version, NULL, NULL,
+					     NULL, discovery_done, d);
+				op_step(dop);
+			}
 			return;
 		}
 		if (!m) {
@@ -724,6 +756,7 @@ int co_kube_new(struct co_kube **ret_kube, uv_loop_t *loop, struct co_http_clien
 	kube->http = http;
 	kube->timeout_ms = 30000;
 	kube->discovery = json_object();
+	kube->discovering = json_object();
 	kube->cfg.server = co_strdup(cfg->server);
 	kube->cfg.namespace_ = co_strdup(cfg->namespace_ ? cfg->namespace_ : "default");
 	kube->cfg.context = dup_or_null(cfg->context);
@@ -787,6 +820,7 @@ static void really_free(struct co_kube *kube)
 	free(kube->exec_cert);
 	free(kube->exec_key);
 	json_decref(kube->discovery);
+	json_decref(kube->discovering);
 	free(kube);
 }
 
