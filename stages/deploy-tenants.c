@@ -448,8 +448,8 @@ static void next_canary(struct tenant *t)
 			json_pack("{s:s, s:s}", "tenant", t->name, "revision", t->rev);
 
 		co_stage_log(t->d->sm.run, CO_LOG_INFO,
-			     "tenant '%s' at %s, %zu canaries Succeeded", t->name, t->rev,
-			     t->ncanaries);
+			     "tenant '%s' at %s, %zu %s Succeeded", t->name, t->rev,
+			     t->ncanaries, t->ncanaries == 1 ? "canary" : "canaries");
 		t->waiting[0] = '\0';
 		if (!co_sm_set_state(&t->d->sm, "tenant-ready", dd)) {
 			json_decref(dd);
@@ -714,7 +714,8 @@ static void record_and_finish(struct deploy *d)
 					      t->rev ? t->rev : "", "canaries", cs));
 	}
 	co_stage_record(d->sm.run, "tenants", out, NULL);
-	co_stage_log(d->sm.run, CO_LOG_INFO, "%zu tenants at their HEAD", d->n);
+	co_stage_log(d->sm.run, CO_LOG_INFO, "%zu %s at %s HEAD", d->n,
+		     d->n == 1 ? "tenant" : "tenants", d->n == 1 ? "its" : "their");
 	co_sm_finish(&d->sm, 0, NULL);
 }
 

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,7 +19,8 @@ static struct {
 	enum co_log_format format;
 	FILE *out;
 	int tty;
-} logger = { CO_LOG_INFO, CO_LOG_AUTO, NULL, -1 };
+	char *status;  /* TTY status line currently drawn, or NULL */
+} logger = { CO_LOG_INFO, CO_LOG_AUTO, NULL, -1, NULL };
 
 static const char *const level_names[] = {
 	[CO_LOG_DEBUG] = "debug",
@@ -113,7 +115,14 @@ void co_log_vmsg(enum co_log_level level, const char *module, const char *fmt,
 			      co_buf_cstr(&msg));
 	}
 	co_buf_putc(&line, '\n');
-	fwrite(line.data, 1, line.len, out_stream());
+	if (logger.status) {
+		/* Clear the status line, print the log line, draw the status again. */
+		fputs("\r\033[K", out_stream());
+		fwrite(line.data, 1, line.len, out_stream());
+		fputs(logger.status, out_stream());
+	} else {
+		fwrite(line.data, 1, line.len, out_stream());
+	}
 	fflush(out_stream());
 	co_buf_release(&msg);
 	co_buf_release(&line);
@@ -126,6 +135,46 @@ void co_log_msg(enum co_log_level level, const char *module, const char *fmt, ..
 	va_start(ap, fmt);
 	co_log_vmsg(level, module, fmt, ap);
 	va_end(ap);
+}
+
+/* Terminal width, or 0 when unknown (not a terminal, or a test's memory stream). */
+static size_t term_columns(void)
+{
+	struct winsize ws;
+
+	if (ioctl(fileno(out_stream()), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	return 0;
+}
+
+void co_log_status(const char *line)
+{
+	int was = logger.status != NULL;
+	size_t cols;
+
+	free(logger.status);
+	logger.status = NULL;
+	if (use_json()) /* not a terminal: progress goes elsewhere */
+		return;
+	if (line && *line) {
+		logger.status = co_strdup(line);
+		/* A status line that wraps cannot be redrawn in place with \r: cut it to
+		 * the terminal's width, ending in "..." when something was cut. */
+		cols = term_columns();
+		if (cols > 4 && strlen(logger.status) > cols - 1) {
+			size_t keep = cols - 4;
+
+			/* do not split a UTF-8 sequence */
+			while (keep > 0 && (logger.status[keep] & 0xC0) == 0x80)
+				keep--;
+			memcpy(logger.status + keep, "...", 4);
+		}
+		line = logger.status;
+		fprintf(out_stream(), "\r\033[K%s", line);
+	} else if (was) {
+		fputs("\r\033[K", out_stream());
+	}
+	fflush(out_stream());
 }
 
 const char *co_log_redact(const char *secret, char *out, size_t n)

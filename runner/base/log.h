@@ -46,6 +46,15 @@ void co_log_vmsg(enum co_log_level level, const char *module, const char *fmt,
 #define co_log_err(module, ...) co_log_msg(CO_LOG_ERROR, module, __VA_ARGS__)
 
 /*
+ * A status line for terminals (the pipeline's progress display): kept as the last
+ * line of the terminal; every log line clears it first and draws it again after, so
+ * progress and log lines never share a line. line NULL (or "") removes it, leaving
+ * the terminal at the start of an empty line. Only shown when the log stream is a
+ * TTY in human format; otherwise ignored.
+ */
+void co_log_status(const char *line);
+
+/*
  * Redaction helper: writes into out (size n) a form of secret safe to log: "<redacted>"
  * for anything, or for strings of 12+ characters the first 4 characters followed by
  * "…(N chars)". Returns out. Use for tokens, keys, HMACs, passwords.

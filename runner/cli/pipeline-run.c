@@ -100,11 +100,8 @@ static void draw(struct runner *r)
 		line[160] = '\0';
 		n = 160;
 	}
-	fprintf(stderr, "\r%s", line);
-	for (size_t i = (size_t)n; i < r->line_len; i++)
-		fputc(' ', stderr);
+	co_log_status(line);
 	r->line_len = (size_t)n;
-	fflush(stderr);
 }
 
 static void tick_cb(uv_timer_t *t)
@@ -189,7 +186,7 @@ static void done_cb(const struct co_pipeline_result *res, void *data)
 		r->res.failed_stage = r->failed_stage;
 	}
 	if (r->tty && r->line_len)
-		fputc('\n', stderr);
+		co_log_status(NULL);
 	uv_signal_stop(&r->sigint);
 	uv_signal_stop(&r->sigterm);
 	uv_timer_stop(&r->tick);

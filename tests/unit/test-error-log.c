@@ -72,12 +72,47 @@ static void test_redact(void **state)
 	assert_non_null(strstr(text, "\"x\":1"));
 }
 
+static void test_status_line(void **state)
+{
+	char *mem = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&mem, &len);
+	const char *msg;
+
+	co_log_setup(CO_LOG_INFO, CO_LOG_HUMAN, f);
+	co_log_status("[1/7] preflight: scanning");
+	co_log_info("engine", "stage 'preflight' done");
+	co_log_status(NULL);
+	fflush(f);
+	/* drawn, cleared before the log line, drawn again after it, cleared at the end */
+	assert_memory_equal(mem, "\r\033[K[1/7] preflight: scanning\r\033[K", 33);
+	msg = strstr(mem, "engine: stage 'preflight' done\n[1/7] preflight: scanning");
+	assert_non_null(msg);
+	assert_string_equal(mem + len - 4, "\r\033[K");
+	fclose(f);
+	free(mem);
+
+	/* JSON logs (not a terminal) ignore the status line entirely */
+	mem = NULL;
+	f = open_memstream(&mem, &len);
+	co_log_setup(CO_LOG_INFO, CO_LOG_JSON, f);
+	co_log_status("[1/7] preflight");
+	co_log_info("engine", "x");
+	fflush(f);
+	assert_null(strstr(mem, "preflight"));
+	assert_null(strchr(mem, '\r'));
+	fclose(f);
+	free(mem);
+	co_log_setup(CO_LOG_INFO, CO_LOG_AUTO, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_error),
 		cmocka_unit_test(test_json_lines),
 		cmocka_unit_test(test_redact),
+		cmocka_unit_test(test_status_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
