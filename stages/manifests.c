@@ -8,6 +8,7 @@
  */
 #include "stages/manifests.h"
 #include "base/buf.h"
+#include "base/fs.h"
 #include "base/subproc.h"
 #include "base/yaml.h"
 
@@ -88,37 +89,14 @@ static int add_unit(struct co_manifests *m, const char *abs, const char *rel, in
 	return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorted entry names of dir, hidden ones skipped (new array of new strings). */
+/* Sorted entry names of dir, hidden ones skipped; NULL (n 0) when it cannot be read. */
 static char **list_dir(const char *dir, size_t *ret_n)
 {
-	DIR *d = opendir(dir);
-	struct dirent *de;
 	char **names = NULL;
-	size_t n = 0, cap = 0;
 
 	*ret_n = 0;
-	if (!d)
+	if (co_fs_list_dir(dir, &names, ret_n, NULL) < 0)
 		return NULL;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			names = realloc(names, cap * sizeof(*names));
-			if (!names)
-				abort();
-		}
-		names[n++] = co_strdup(de->d_name);
-	}
-	closedir(d);
-	if (n)
-		qsort(names, n, sizeof(*names), cmp_str);
-	*ret_n = n;
 	return names;
 }
 

@@ -3,6 +3,7 @@
  */
 #include "base/fs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -129,4 +130,44 @@ int co_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mo
 out:
 	free(tmp);
 	return rc;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int co_fs_list_dir(const char *dir, char ***ret_names, size_t *ret_n,
+		   struct co_error *err)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char **names;
+	size_t n = 0, cap = 16;
+
+	if (!d)
+		return co_error_set(err, -errno, "open '%s': %s", dir, strerror(errno));
+	names = co_calloc(cap + 1, sizeof(*names));
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (n == cap) {
+			cap *= 2;
+			names = co_realloc(names, (cap + 1) * sizeof(*names));
+		}
+		names[n++] = co_strdup(de->d_name);
+	}
+	closedir(d);
+	names[n] = NULL;
+	qsort(names, n, sizeof(*names), cmp_names);
+	*ret_names = names;
+	*ret_n = n;
+	return 0;
+}
+
+void co_fs_names_free(char **names)
+{
+	for (size_t i = 0; names && names[i]; i++)
+		free(names[i]);
+	free(names);
 }

@@ -29,4 +29,14 @@ int co_fs_read(const char *path, size_t max, struct co_buf *out, struct co_error
 int co_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 		       struct co_error *err);
 
+/*
+ * Sorted names of the entries of dir, hidden ones (leading '.') skipped, as a new
+ * NULL-terminated array of new strings (free with co_fs_names_free()); the count in
+ * *ret_n. Returns 0, or a negative errno with err "open '<dir>': <reason>" (outputs
+ * untouched).
+ */
+int co_fs_list_dir(const char *dir, char ***ret_names, size_t *ret_n,
+		   struct co_error *err);
+void co_fs_names_free(char **names);
+
 #endif

@@ -32,42 +32,23 @@ static int git_fail(struct co_error *err, const char *what, const char *path)
 			    e && e->message ? e->message : "libgit2 error");
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Write dir as a tree into repo; *ret_empty when nothing was added. */
 static int build_tree(git_repository *repo, const char *dir, int depth, git_oid *ret,
 		      int *ret_empty, struct co_error *err)
 {
 	git_treebuilder *tb = NULL;
-	DIR *d = NULL;
-	struct dirent *de;
 	char **names = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0;
 	int rc = 0, added = 0;
 
 	if (depth > MAX_DEPTH)
 		return co_error_set(err, -ELOOP, "seed '%s': directories nested too deep",
 				    dir);
-	d = opendir(dir);
-	if (!d)
-		return co_error_set(err, -errno, "seed: open '%s': %s", dir,
-				    strerror(errno));
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			names = realloc(names, cap * sizeof(*names));
-			if (!names)
-				abort();
-		}
-		names[n++] = co_strdup(de->d_name);
+	rc = co_fs_list_dir(dir, &names, &n, err);
+	if (rc < 0) {
+		co_error_prefix(err, "seed");
+		return rc;
 	}
-	closedir(d);
-	qsort(names, n, sizeof(*names), cmp_names);
 	if (git_treebuilder_new(&tb, repo, NULL) < 0) {
 		rc = git_fail(err, "tree builder", dir);
 		goto out;
@@ -114,9 +95,7 @@ static int build_tree(git_repository *repo, const char *dir, int depth, git_oid 
 	*ret_empty = !added;
 out:
 	git_treebuilder_free(tb);
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+	co_fs_names_free(names);
 	return rc;
 }
 
