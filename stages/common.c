@@ -195,16 +195,25 @@ const char *co_stages_branch(struct co_stage_run *run)
 	return co_stages_req(run, "branch", "main");
 }
 
-void co_stages_git_opts(struct co_stage_run *run, const char *url,
-			struct co_git_opts *opts, char **ret_cache)
+char *co_stages_workdir(struct co_stage_run *run, const char *leaf)
 {
 	struct co_pipeline *p = co_stage_pipeline(run);
 	char *dir = co_pipeline_dir(co_pipeline_state_dir(p), co_pipeline_id(p));
+	char *path = co_asprintf("%s/%s", dir, leaf);
+
+	free(dir);
+	return path;
+}
+
+void co_stages_git_opts(struct co_stage_run *run, const char *url,
+			struct co_git_opts *opts, char **ret_cache)
+{
+	char *dir = co_stages_workdir(run, "git-cache");
 	struct co_buf b;
 
 	/* per pipeline: two runners on one fleet repo never share a cache directory */
 	co_buf_init(&b);
-	co_buf_printf(&b, "%s/git-cache/", dir);
+	co_buf_printf(&b, "%s/", dir);
 	for (const char *c = url; *c; c++)
 		co_buf_putc(&b, isalnum((unsigned char)*c) || *c == '-' || *c == '.'
 					? *c

@@ -76,6 +76,9 @@ char *co_stages_cluster_path(struct co_stage_run *run);
 /* Branch of the fleet repo ("main" unless the request says). */
 const char *co_stages_branch(struct co_stage_run *run);
 
+/* The pipeline's own scratch path <state>/pipelines/<id>/<leaf> (new string). */
+char *co_stages_workdir(struct co_stage_run *run, const char *leaf);
+
 /* Fill opts for a remote; cache_dir is allocated into *ret_cache (caller frees) under
  * <state>/pipelines/<id>/git-cache/<sanitised url>. */
 void co_stages_git_opts(struct co_stage_run *run, const char *url,

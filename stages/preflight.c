@@ -597,11 +597,7 @@ static void enter_scanning(struct preflight *pf)
 	pf->blocking = json_array();
 	pf->vars = co_stages_cluster_vars(pf->sm.run);
 	{
-		struct co_pipeline *p = co_stage_pipeline(pf->sm.run);
-		char *pdir = co_pipeline_dir(co_pipeline_state_dir(p), co_pipeline_id(p));
-
-		pf->work_dir = co_asprintf("%s/work/preflight", pdir);
-		free(pdir);
+		pf->work_dir = co_stages_workdir(pf->sm.run, "work/preflight");
 		/* a checkout left by an earlier attempt may hold files since deleted */
 		co_stages_remove_tree(pf->work_dir);
 	}

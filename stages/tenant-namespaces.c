@@ -617,10 +617,8 @@ static void release(struct co_sm *sm)
 static int namespaces_start(struct co_stage_run *run, const char *state,
 			    const json_t *details, struct co_error *err)
 {
-	struct co_pipeline *p = co_stage_pipeline(run);
 	const char *url = co_stage_request_str(run, "fleetRepo");
 	struct namespaces *n;
-	char *dir;
 
 	(void)state;
 	(void)details;
@@ -633,9 +631,7 @@ static int namespaces_start(struct co_stage_run *run, const char *state,
 	n->sm.release = release;
 	n->url = co_strdup(url);
 	co_stages_git_opts(run, n->url, &n->git, &n->cache);
-	dir = co_pipeline_dir(co_pipeline_state_dir(p), co_pipeline_id(p));
-	n->workdir = co_asprintf("%s/tenants-checkout", dir);
-	free(dir);
+	n->workdir = co_stages_workdir(run, "tenants-checkout");
 	n->overlay = co_asprintf("tenants/%s/%s", co_stages_req(run, "env", "staging"),
 				 co_stages_req(run, "location", "northeurope"));
 	n->missing = json_array();

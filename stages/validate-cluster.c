@@ -411,10 +411,8 @@ static void release(struct co_sm *sm)
 static int validate_start(struct co_stage_run *run, const char *state,
 			  const json_t *details, struct co_error *err)
 {
-	struct co_pipeline *p = co_stage_pipeline(run);
 	const char *url = co_stage_request_str(run, "fleetRepo");
 	struct validate *v;
-	char *dir;
 
 	(void)state;
 	(void)details;
@@ -428,9 +426,7 @@ static int validate_start(struct co_stage_run *run, const char *state,
 	v->url = co_strdup(url);
 	v->passed = json_array();
 	co_stages_git_opts(run, v->url, &v->git, &v->cache);
-	dir = co_pipeline_dir(co_pipeline_state_dir(p), co_pipeline_id(p));
-	v->workdir = co_asprintf("%s/validate-checkout", dir);
-	free(dir);
+	v->workdir = co_stages_workdir(run, "validate-checkout");
 	set_state(v, ST_PROBING, NULL);
 	return 0;
 }

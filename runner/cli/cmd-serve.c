@@ -9,6 +9,7 @@
  * are cancelled) and the command exits 0.
  */
 #include "cli/cli.h"
+#include "cli/pipeline-run.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -158,23 +159,6 @@ static void on_signal(uv_signal_t *sig, int signum)
 	co_serve_close(ctx->srv, closed, ctx);
 }
 
-static int parse_listen(const char *s, char *host, size_t n, int *port)
-{
-	const char *colon = strrchr(s, ':');
-	char *end;
-	long p;
-
-	if (!colon || colon == s || (size_t)(colon - s) >= n)
-		return -EINVAL;
-	p = strtol(colon + 1, &end, 10);
-	if (*end || p < 0 || p > 65535 || end == colon + 1)
-		return -EINVAL;
-	memcpy(host, s, (size_t)(colon - s));
-	host[colon - s] = '\0';
-	*port = (int)p;
-	return 0;
-}
-
 int cmd_serve(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -220,7 +204,7 @@ int cmd_serve(int argc, char **argv)
 	}
 	if (optind < argc)
 		return co_cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
-	if (parse_listen(listen, host, sizeof(host), &port) < 0)
+	if (co_cli_parse_listen(listen, host, sizeof(host), &port) < 0)
 		return co_cli_usage_error("serve", "bad --listen '%s' (want HOST:PORT)", listen);
 	if (!state_dir || !*state_dir)
 		state_dir = ".cutover";
